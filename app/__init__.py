@@ -1,0 +1,50 @@
+"""digit-recognition: a JSON API that reads the handwritten digit in an uploaded image."""
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from app import errors, info, monitoring, recognize, request_log
+from app.predictor import Predictor
+
+DEFAULTS = {
+    "MODEL_PATH": str(Path(__file__).resolve().parents[1] / "model" / "model.h5"),
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 50_000_000,
+    "MAX_BATCH": 64,
+    "SENTRY_DSN": "",
+    "SENTRY_ENVIRONMENT": "production",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def create_app(test_config=None):
+    """The application: configuration from DEFAULTS, then the environment, then `test_config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_mapping(_from_environment())
+    app.config.from_mapping(test_config or {})
+    app.json.sort_keys = False
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app.extensions["predictor"] = Predictor.load(app.config["MODEL_PATH"])
+    errors.register_error_handlers(app)
+    request_log.register_request_log(app)
+    app.register_blueprint(recognize.bp)
+    app.register_blueprint(info.bp)
+    monitoring.init_sentry(app)
+    return app
+
+
+def _from_environment():
+    """Every DEFAULTS key that is set in the environment, as the type of its default."""
+    settings = {}
+    for key, default in DEFAULTS.items():
+        if key in os.environ:
+            try:
+                settings[key] = type(default)(os.environ[key])
+            except ValueError:
+                raise ValueError(f"{key}={os.environ[key]!r} is not a valid {type(default).__name__}") from None
+    return settings

@@ -1,0 +1,74 @@
+"""The shipped model, loaded once and checked against its card: preprocessed digits in, probabilities out."""
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from app.preprocessing import to_model_input
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ModelError(RuntimeError):
+    """The model cannot be served: missing, unreadable, or not the file its card describes."""
+
+
+class Predictor:
+    def __init__(self, model, card):
+        self.model = model
+        self.card = card
+        self.version = card["version"]
+
+    @classmethod
+    def load(cls, model_path):
+        """Load `model_path` once `checked_card` vouches for it."""
+        card = checked_card(model_path)
+        return cls(_load_keras_model(str(model_path), card["sha256"]), card)
+
+    def predict(self, digits):
+        """Probabilities (n, 10) for uint8 MNIST-convention digits (n, 28, 28)."""
+        return np.asarray(self.model.predict_on_batch(to_model_input(digits)), dtype=np.float64)
+
+
+def checked_card(model_path):
+    """The model card beside `model_path`, after checking that the file is the one it describes."""
+    model_path = Path(model_path)
+    card_path = model_path.with_name("model.json")
+    try:
+        weights = model_path.read_bytes()
+        card = json.loads(card_path.read_text())
+    except OSError as error:
+        raise ModelError(f"cannot read the model: {error}; run scripts/train.py or set MODEL_PATH")
+    except ValueError as error:
+        raise ModelError(f"{card_path} is not valid JSON ({error}): regenerate it with scripts/train.py")
+    digest = hashlib.sha256(weights).hexdigest()
+    if not isinstance(card, dict) or digest != card.get("sha256") or "version" not in card:
+        described = str(card.get("sha256") if isinstance(card, dict) else None)[:12]
+        raise ModelError(f"{model_path} has sha256 {digest[:12]}..., but {card_path} describes {described}...: "
+                         f"the two do not belong together; regenerate both with scripts/train.py")
+    return card
+
+
+def postprocess(probabilities):
+    """One row of probabilities as the answer a client reads."""
+    rounded = [round(float(p), 6) for p in probabilities]
+    digit = int(np.argmax(probabilities))
+    return {"digit": digit, "confidence": rounded[digit], "probabilities": rounded}
+
+
+@lru_cache(maxsize=4)
+def _load_keras_model(path, sha256):
+    """Keyed by content too, so one process (the tests) never loads the same file twice."""
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # h5py and Keras raise many types for a damaged file
+        raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
+    model.predict_on_batch(np.zeros((1, 28, 28, 1), dtype=np.float32))  # build and trace before the first request
+    return model

@@ -1,0 +1,251 @@
+"""Turn any picture of one handwritten digit into the MNIST convention the model was trained on.
+
+MNIST digits are light ink on a black background, their longest side scaled to 20 px, placed
+in a 28x28 frame with their centre of mass at its centre. The steps, each a function:
+`decode` (bytes to a Pillow image, within limits) -> `ink_map` (a float map, 1.0 = ink, whatever
+the colours, transparency or lighting) -> `frame_digit` (crop, scale, centre: 28x28 uint8) ->
+`to_model_input` (the tensor). Training and serving share `frame_digit` and `to_model_input`.
+"""
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+SIDE = 28
+BOX = 20
+INK_LEVEL = 0.5 / 255  # below the faintest grey a uint8 image holds: an MNIST digit frames to itself
+DETAIL_BOX = 4 * BOX  # larger crops are first reduced to this: enough detail to measure strokes
+THIN_STROKE = 1.3  # stroke width (px, at the 20 px scale) thinner than 99.98% of MNIST: such strokes are thickened
+MNIST_STROKE = 2.8  # ... to MNIST's median stroke width
+WORK_SIDE = 512  # larger pictures are reduced to this before the ink is found: plenty for a 20 px result
+SMALL_SIDE = 64  # below this a picture is taken as evenly lit: one background level, no speck removal
+MIN_CONTRAST = 0.08  # ink must differ from its background by this much (and by 4 noise sigmas) to count
+
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+Image.init()  # register every format now, not during the first request
+
+
+class InvalidImage(ValueError):
+    """The bytes are not an image Pillow can read."""
+
+
+class ImageTooLarge(ValueError):
+    """The image has more pixels than the service accepts (a decompression bomb, or just too big)."""
+
+
+class NoDigit(ValueError):
+    """The image holds no ink: nothing to read."""
+
+
+def preprocess(data, max_pixels):
+    """Image bytes to the 28x28 uint8 MNIST-convention digit the model reads."""
+    return frame_digit(ink_map(decode(data, max_pixels)))
+
+
+def decode(data, max_pixels):
+    """Bytes to an upright Pillow image (first frame), refusing more than `max_pixels` before decoding."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > max_pixels:
+            raise ImageTooLarge(f"the image is {image.width}x{image.height}: at most {max_pixels:,} pixels")
+        if image.width == 0 or image.height == 0:
+            raise InvalidImage("the image has no pixels")
+        if image.format == "JPEG":
+            image.draft(image.mode, (WORK_SIDE, WORK_SIDE))
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        image.load()
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"the image is larger than {max_pixels:,} pixels")
+    except (ImageTooLarge, InvalidImage):
+        raise
+    except Exception:  # Pillow's decoders raise many types for broken input: all mean "not readable"
+        raise InvalidImage("the data is not an image that can be read (PNG, JPEG, GIF, BMP, TIFF or WebP)")
+    return image
+
+
+def ink_map(image):
+    """A float map in [0, 1] where 1.0 is ink: colours, polarity, transparency and uneven light removed."""
+    plane, alpha = _planes(image)
+    if alpha is not None and np.mean(alpha < 0.5) > 0.5:
+        plane = alpha  # strokes on a transparent canvas: the paint is the ink, whatever its colour
+    else:
+        if alpha is not None:
+            plane = alpha * plane + (1 - alpha) * np.median(plane[alpha >= 0.5])
+        plane = _ink_up(plane)
+    return _normalise(plane - _background(plane), small=min(plane.shape) < SMALL_SIDE)
+
+
+def to_model_input(digits):
+    """uint8 digits (..., 28, 28), white on black, as the model's float32 (n, 28, 28, 1) in [0, 1]."""
+    pixels = np.asarray(digits, dtype=np.float32).reshape(-1, SIDE, SIDE, 1)
+    return pixels * np.float32(1 / 255)
+
+
+def frame_digit(ink):
+    """Crop a float ink map (1.0 = ink) to its ink, scale the longest side to 20 px, centre by mass.
+
+    Strokes far thinner than any MNIST pen (a fine pen photographed large) are thickened to MNIST's
+    typical width first. An MNIST digit comes back as it was (to within one grey level).
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    rows, cols = _extent(ink >= INK_LEVEL)
+    if rows is None:
+        raise NoDigit("the image has no ink: draw or photograph one digit")
+    crop = ink[rows, cols]
+    if max(crop.shape) > DETAIL_BOX:
+        crop = _resize(crop, DETAIL_BOX / max(crop.shape))
+    scale = BOX / max(crop.shape)
+    width = _stroke_width(crop) * scale
+    if width < THIN_STROKE:
+        crop = _thicken(crop, (MNIST_STROKE - width) / scale)
+        crop = crop[_extent(crop >= INK_LEVEL)]
+        scale = BOX / max(crop.shape)
+    scaled = np.maximum(_resize(crop, scale), 0)
+    return _centre_by_mass(scaled / scaled.max())  # stroke cores at full brightness, as in MNIST
+
+
+def frame_digits(digits):
+    """`frame_digit` over a stack of uint8 MNIST-convention digits, as training-time evaluation applies it."""
+    return np.stack([frame_digit(digit * np.float32(1 / 255)) for digit in np.asarray(digits)])
+
+
+def _planes(image):
+    """Luminance and alpha (or None) as float32 in [0, 1], reduced to at most WORK_SIDE a side."""
+    if max(image.size) > WORK_SIDE:
+        image = image.convert("RGBA" if _has_alpha(image) else "RGB") if image.mode in ("P", "1", "CMYK") else image
+        image = image.copy()
+        image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    alpha = None
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+        image = rgba.convert("RGB")
+        if alpha.min() > 0.99:
+            alpha = None
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)  # 16- or 32-bit: scaled to its own range, never clipped
+        values -= min(float(values.min()), 0.0)
+        return values / max(float(values.max()), 1e-6), alpha
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255, alpha
+
+
+def _has_alpha(image):
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def _ink_up(plane):
+    """Orient a luminance plane so that ink is high: MNIST's white on black, whatever was drawn with."""
+    deviation = plane - np.median(plane)
+    floor = 3 * _noise_sigma(deviation)
+    brighter = np.maximum(deviation - floor, 0).sum()
+    darker = np.maximum(-deviation - floor, 0).sum()
+    return plane if brighter >= darker else 1 - plane
+
+
+def _background(plane):
+    """The paper's level at every pixel: one number for small pictures, a smooth map for photos."""
+    if min(plane.shape) < SMALL_SIDE:
+        return np.float32(np.median(plane))
+    height, width = plane.shape
+    grid = 16
+    coarse = Image.fromarray(plane, mode="F").resize(
+        (max(3, round(grid * width / max(plane.shape))), max(3, round(grid * height / max(plane.shape)))),
+        Image.Resampling.BOX)
+    coarse = coarse.filter(ImageFilter.RankFilter(5, 7))  # the 8th of 25: ink may cover two thirds
+    return np.asarray(coarse.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _noise_sigma(values):
+    """A robust noise estimate: the median absolute deviation, scaled to a Gaussian sigma."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _normalise(deviation, small):
+    """From ink's rise above the paper: zero the paper's noise, stretch stroke cores to 1.0, drop specks.
+
+    Small pictures keep every grey above the noise (an MNIST digit comes through unchanged); large ones
+    also drop what is below half of Otsu's ink threshold, shading that would blur a 20 px digit's edges.
+    """
+    strength = np.maximum(deviation, 0)
+    if strength.max() < MIN_CONTRAST:
+        raise NoDigit("the image has no ink: draw or photograph one digit")
+    sigma = _noise_sigma(deviation)
+    threshold = _otsu(strength)
+    strokes = strength[strength >= threshold]
+    peak = float(np.percentile(strokes, 90)) if strokes.size else 0.0
+    floor = min(3 * sigma, threshold / 2) if small else threshold / 2
+    if peak < max(MIN_CONTRAST, 4 * sigma, floor + MIN_CONTRAST):
+        raise NoDigit("the image has no ink: draw or photograph one digit")
+    ink = np.clip((strength - floor) / (peak - floor), 0, 1)
+    if not small:
+        ink *= _neighbours(ink > 0) >= 3
+    return ink
+
+
+def _otsu(values, bins=64):
+    """Otsu's threshold: the level that best splits the values into two classes."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    mass = np.cumsum(counts * centres)
+    total, total_mass = weight[-1], mass[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_low = mass / weight
+        mean_high = (total_mass - mass) / (total - weight)
+        between = weight * (total - weight) * (mean_low - mean_high) ** 2
+    return float(edges[1:][int(np.nanargmax(between[:-1]))])
+
+
+def _neighbours(mask):
+    """How many pixels of the 3x3 neighbourhood (itself included) are set."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    height, width = mask.shape
+    return sum(padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))
+
+
+def _resize(image, scale):
+    height, width = image.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(image, mode="F").resize(size, resample), dtype=np.float32)
+
+
+def _stroke_width(ink):
+    """Mean stroke width in pixels: twice the ink's area over its outline's length."""
+    mask = ink >= 0.25
+    padded = np.pad(mask, 1)
+    inside = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    outline = np.count_nonzero(mask & ~inside)
+    return 2 * float(ink.sum()) / max(outline, 1)
+
+
+def _thicken(ink, by):
+    """Widen strokes by about `by` pixels (a grey-level dilation), padding so that nothing is cut off."""
+    size = 1 + 2 * max(1, round(by / 2))
+    padded = np.pad(ink, size // 2)
+    return np.asarray(Image.fromarray(padded, mode="F").filter(ImageFilter.MaxFilter(size)), dtype=np.float32)
+
+
+def _extent(mask):
+    """Row and column slices around the True pixels of `mask`, or (None, None) when there are none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None, None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _centre_by_mass(digit):
+    """Place `digit` (at most 20x20) in a 28x28 frame so that its centre of mass is the frame's centre."""
+    height, width = digit.shape
+    total = digit.sum()
+    centre_y = (digit.sum(axis=1) @ np.arange(height)) / total
+    centre_x = (digit.sum(axis=0) @ np.arange(width)) / total
+    top = int(np.clip(round(SIDE / 2 - centre_y), 0, SIDE - height))
+    left = int(np.clip(round(SIDE / 2 - centre_x), 0, SIDE - width))
+    framed = np.zeros((SIDE, SIDE), dtype=np.float32)
+    framed[top : top + height, left : left + width] = digit
+    return np.rint(framed * 255).astype(np.uint8)

@@ -1,0 +1,99 @@
+"""POST /recognize.json: one image or a batch, sent as multipart, JSON base64 or a raw image body."""
+
+import base64
+import binascii
+import re
+
+import numpy as np
+from flask import Blueprint, current_app, g, jsonify, request
+
+from app.errors import ApiError
+from app.predictor import postprocess
+from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, preprocess
+
+bp = Blueprint("recognize", __name__)
+
+DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
+RAW_TYPES = ("application/octet-stream",)
+HOW_TO_SEND = ("send the image as a multipart field named 'image', as JSON {\"image\": \"<base64>\"}, "
+               "or as the body with Content-Type image/png (or another image type)")
+
+
+@bp.post("/recognize.json")
+def recognize():
+    images, is_batch = read_images()
+    limit = current_app.config["MAX_BATCH"]
+    if len(images) > limit:
+        raise ApiError(413, "too_many_images", f"{len(images)} images sent: at most {limit} per request")
+    digits, failures = preprocess_all(images)
+    rows = iter(current_app.extensions["predictor"].predict(np.stack(digits)) if digits else ())
+    answers = [{"error": failures[i].as_json()} if i in failures else postprocess(next(rows))
+               for i in range(len(images))]
+    if is_batch:
+        return jsonify(predictions=answers)
+    if failures:
+        raise failures[0]
+    g.digit, g.confidence = answers[0]["digit"], answers[0]["confidence"]
+    return jsonify(answers[0])
+
+
+def preprocess_all(images):
+    """28x28 digits for the readable images, and an ApiError by index for the others."""
+    max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
+    digits, failures = [], {}
+    for index, data in enumerate(images):
+        if isinstance(data, ApiError):
+            failures[index] = data
+            continue
+        if not data:
+            failures[index] = ApiError(400, "no_image", f"the image is empty: {HOW_TO_SEND}")
+            continue
+        try:
+            digits.append(preprocess(data, max_pixels))
+        except InvalidImage as error:
+            failures[index] = ApiError(400, "invalid_image", str(error))
+        except ImageTooLarge as error:
+            failures[index] = ApiError(413, "image_too_large", str(error))
+        except NoDigit as error:
+            failures[index] = ApiError(422, "no_digit", str(error))
+    return digits, failures
+
+
+def read_images():
+    """The request's images (bytes, or the ApiError that one could not be read with), and whether they are
+    a batch (whose answer is a list)."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        images = [file.read() for file in request.files.getlist("image")]
+        if not images:
+            raise ApiError(400, "no_image", f"no file field named 'image' was sent: {HOW_TO_SEND}")
+        return images, len(images) > 1
+    if mimetype == "application/json":
+        return _from_json(request.get_json(silent=True))
+    if mimetype.startswith("image/") or mimetype in RAW_TYPES:
+        return [request.get_data()], False
+    if not mimetype and not request.content_length:
+        raise ApiError(400, "no_image", f"no image was sent: {HOW_TO_SEND}")
+    raise ApiError(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted: {HOW_TO_SEND}")
+
+
+def _from_json(body):
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", 'the body is not a JSON object: send {"image": "<base64>"}')
+    if isinstance(body.get("image"), str):
+        return [_decode_base64(body["image"], "image")], False
+    if isinstance(body.get("images"), list) and body["images"]:
+        if not all(isinstance(item, str) for item in body["images"]):
+            raise ApiError(400, "invalid_json", '"images" must be a list of base64 strings')
+        return [_decode_base64(item, f"images[{i}]") for i, item in enumerate(body["images"])], True
+    raise ApiError(400, "no_image", 'the JSON has no "image" string or "images" list of base64 strings')
+
+
+def _decode_base64(text, field):
+    """Base64, bare or as a data URL (what a canvas's toDataURL() gives); an ApiError if it is neither."""
+    match = DATA_URL.match(text)
+    payload = text[match.end():] if match else text
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return ApiError(400, "invalid_base64", f"{field} is not valid base64 (or a base64 data URL)")

@@ -1,0 +1,27 @@
+"""Gunicorn settings for Heroku and for local runs: `gunicorn --config gunicorn.conf.py 'app:create_app()'`."""
+
+import os
+import sys
+
+from app.predictor import ModelError, checked_card
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+timeout = 30  # a request that takes longer is stuck: the worker is replaced
+graceful_timeout = 20  # on SIGTERM finish in-flight requests, well inside Heroku's 30 s before SIGKILL
+keepalive = 5
+accesslog = None  # the app logs one line per request, with its request id
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = "*"  # behind Heroku's router, which sets X-Forwarded-For/Proto
+
+
+def on_starting(server):
+    """Refuse to start, with one line, when the model file is missing or is not the one its card describes."""
+    model_path = os.environ.get("MODEL_PATH", os.path.join(os.path.dirname(__file__), "model", "model.h5"))
+    try:
+        checked_card(model_path)
+    except ModelError as error:
+        print(f"digit-recognition cannot start: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)

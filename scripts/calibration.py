@@ -1,0 +1,39 @@
+"""Temperature scaling (Guo et al., 2017): one scalar T so that softmax(logits / T) is calibrated."""
+
+import numpy as np
+
+
+def softmax(logits, temperature=1.0):
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(logits, labels, temperature):
+    probabilities = softmax(logits, temperature)
+    return -np.mean(np.log(probabilities[np.arange(len(labels)), labels] + 1e-12))
+
+
+def fit_temperature(logits, labels):
+    """The T in [0.05, 20] that minimises the validation NLL: a log-spaced grid, then a finer one."""
+    grid = np.geomspace(0.05, 20, 241)
+    for _ in range(2):
+        losses = [negative_log_likelihood(logits, labels, t) for t in grid]
+        best = int(np.argmin(losses))
+        grid = np.geomspace(grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)], 101)
+    return float(grid[int(np.argmin([negative_log_likelihood(logits, labels, t) for t in grid]))])
+
+
+def expected_calibration_error(probabilities, labels, bins=15):
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(error)

@@ -1,0 +1,72 @@
+"""/, /healthz, /model.json and /openapi.json, and real responses checked against the OpenAPI description."""
+
+import base64
+import io
+import json
+
+import jsonschema
+import pytest
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from app.info import OPENAPI
+from tests.conftest import ROOT
+from tests.images import encode, mnist_style
+
+
+REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(OPENAPI))
+
+
+def response_validator(path, method, status):
+    """A JSON Schema validator for one documented response, its #/components references resolved."""
+    assert str(status) in OPENAPI["paths"][path][method]["responses"]
+    pointer = f"/paths/{path.replace('/', '~1')}/{method}/responses/{status}/content/application~1json/schema"
+    return jsonschema.Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=REGISTRY)
+
+
+def test_healthz_says_ok_with_the_model_version(client, app):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model_version": app.extensions["predictor"].version}
+    response_validator("/healthz", "get", 200).validate(response.get_json())
+
+
+def test_model_json_serves_the_committed_card(client):
+    response = client.get("/model.json")
+    assert response.get_json() == json.loads((ROOT / "model" / "model.json").read_text())
+    response_validator("/model.json", "get", 200).validate(response.get_json())
+
+
+def test_the_index_links_to_every_endpoint(client):
+    links = client.get("/").get_json()
+    for key in ("recognize", "health", "model_card", "openapi"):
+        assert links[key] in OPENAPI["paths"]
+
+
+def test_openapi_describes_every_route_the_app_serves(client, app):
+    assert client.get("/openapi.json").get_json() == OPENAPI
+    assert OPENAPI["openapi"].startswith("3.")
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert routes == set(OPENAPI["paths"])
+
+
+def requests_and_statuses():
+    picture = encode(mnist_style(7))
+    encoded = base64.b64encode(picture).decode()
+    return [
+        ("single", {"data": {"image": (io.BytesIO(picture), "d.png")}}, 200),
+        ("batch", {"json": {"images": [encoded, encoded, "bad"]}}, 200),
+        ("raw", {"data": picture, "content_type": "image/png"}, 200),
+        ("no image", {}, 400),
+        ("not an image", {"data": b"text", "content_type": "image/png"}, 400),
+        ("blank", {"data": encode(mnist_style(1).point(lambda v: 0)), "content_type": "image/png"}, 422),
+        ("wrong type", {"data": "x", "content_type": "text/plain"}, 415),
+    ]
+
+
+@pytest.mark.parametrize("name, kwargs, status", requests_and_statuses(), ids=[r[0] for r in requests_and_statuses()])
+def test_real_responses_match_the_openapi_description(client, name, kwargs, status):
+    response = client.post("/recognize.json", **kwargs)
+    assert response.status_code == status
+    response_validator("/recognize.json", "post", status).validate(response.get_json())
+    assert "X-Model-Version" in response.headers

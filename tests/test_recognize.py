@@ -1,0 +1,232 @@
+"""POST /recognize.json through the Flask test client, on the committed model."""
+
+import base64
+import io
+import json
+import logging
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import encode, mnist_style, mnist_style_rgba, paper_photo
+
+
+def upload(client, *images, field="image", **kwargs):
+    data = {field: [(io.BytesIO(image), f"digit{i}.png") for i, image in enumerate(images)]}
+    return client.post("/recognize.json", data=data, content_type="multipart/form-data", **kwargs)
+
+
+def assert_prediction(answer, digit):
+    assert answer["digit"] == digit, answer
+    assert answer["confidence"] == max(answer["probabilities"])
+    assert len(answer["probabilities"]) == 10
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+# The original service's own checks, with pictures made here.
+
+def test_a_28x28_rgba_png_of_a_one_reads_as_1(client, app):
+    response = upload(client, encode(mnist_style_rgba(1)))
+    assert response.status_code == 200
+    assert_prediction(response.get_json(), 1)
+    assert response.headers["X-Model-Version"] == app.extensions["predictor"].version
+
+
+def test_a_text_file_named_corrupted_png_is_a_400(client):
+    data = {"image": (io.BytesIO(b"this is not a picture\n"), "corrupted.png")}
+    assert_error(client.post("/recognize.json", data=data), 400, "invalid_image")
+
+
+def test_a_large_jpeg_photo_of_a_digit_on_paper_is_read(client):
+    photo = paper_photo(3)
+    assert min(photo.size) > 1600
+    response = upload(client, encode(photo, "JPEG", quality=85))
+    assert response.status_code == 200
+    assert_prediction(response.get_json(), 3)
+
+
+def test_no_image_is_a_400(client):
+    assert_error(client.post("/recognize.json"), 400, "no_image")
+    assert_error(client.post("/recognize.json", data={"other": "x"}, content_type="multipart/form-data"), 400,
+                 "no_image")
+    assert_error(upload(client, b""), 400, "no_image")
+
+
+# The three ways to send one image give the same answer.
+
+def test_json_base64_data_url_and_raw_body_answer_like_multipart(client):
+    picture = encode(mnist_style(7))
+    expected = upload(client, picture).get_json()
+    assert_prediction(expected, 7)
+    encoded = base64.b64encode(picture).decode()
+    assert client.post("/recognize.json", json={"image": encoded}).get_json() == expected
+    assert client.post("/recognize.json", json={"image": f"data:image/png;base64,{encoded}"}).get_json() == expected
+    assert client.post("/recognize.json", data=picture, content_type="image/png").get_json() == expected
+    assert client.post("/recognize.json", data=picture, content_type="application/octet-stream").get_json() == expected
+
+
+@pytest.mark.parametrize("format, options", [
+    ("JPEG", {"quality": 90}), ("GIF", {}), ("BMP", {}), ("TIFF", {}), ("WEBP", {"quality": 90}), ("PNG", {}),
+])
+def test_every_common_format_is_read(client, format, options):
+    picture = mnist_style(4).resize((140, 140), Image.Resampling.BICUBIC)
+    assert_prediction(upload(client, encode(picture, format, **options)).get_json(), 4)
+
+
+def test_dark_ink_on_white_canvas_of_any_size_is_read(client):
+    picture = Image.eval(mnist_style(2).resize((400, 300), Image.Resampling.BICUBIC), lambda v: 255 - v)
+    assert_prediction(upload(client, encode(picture.convert("RGB"))).get_json(), 2)
+
+
+def test_dark_strokes_on_a_transparent_canvas_are_read(client):
+    strokes = mnist_style(5).resize((280, 280), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGBA", strokes.size, (0, 0, 0, 0))
+    canvas.putalpha(strokes)
+    assert_prediction(upload(client, encode(canvas)).get_json(), 5)
+
+
+# Batches.
+
+def test_a_multipart_batch_answers_in_the_order_sent(client):
+    digits = [7, 1, 0, 4, 1, 7]
+    response = upload(client, *(encode(mnist_style(d)) for d in digits))
+    assert response.status_code == 200
+    predictions = response.get_json()["predictions"]
+    assert [p["digit"] for p in predictions] == digits
+
+
+def test_a_json_batch_reports_a_bad_item_in_place_and_reads_the_rest(client):
+    blank = encode(Image.new("L", (28, 28), 0))
+    items = [base64.b64encode(encode(mnist_style(d))).decode() for d in (3, 0)]
+    items[1:1] = [base64.b64encode(b"garbage").decode(), base64.b64encode(blank).decode()]
+    response = client.post("/recognize.json", json={"images": items})
+    assert response.status_code == 200
+    first, garbage, empty, last = response.get_json()["predictions"]
+    assert_prediction(first, 3)
+    assert garbage == {"error": {"code": "invalid_image", "message": garbage["error"]["message"]}}
+    assert empty["error"]["code"] == "no_digit"
+    assert_prediction(last, 0)
+
+
+def test_more_images_than_the_batch_limit_is_a_413():
+    from app import create_app
+
+    client = create_app({"TESTING": True, "MAX_BATCH": 3}).test_client()
+    picture = base64.b64encode(encode(mnist_style(1))).decode()
+    assert_error(client.post("/recognize.json", json={"images": [picture] * 4}), 413, "too_many_images")
+    assert client.post("/recognize.json", json={"images": [picture] * 3}).status_code == 200
+
+
+# Errors.
+
+def test_a_blank_canvas_is_a_422_not_a_guess(client):
+    assert_error(upload(client, encode(Image.new("RGBA", (280, 280), (0, 0, 0, 0)))), 422, "no_digit")
+    assert_error(upload(client, encode(Image.new("RGB", (280, 280), "white"))), 422, "no_digit")
+    noisy_paper = np.random.default_rng(0).normal(200, 4, (300, 300)).clip(0, 255).astype(np.uint8)
+    assert_error(upload(client, encode(Image.fromarray(noisy_paper), "JPEG")), 422, "no_digit")
+
+
+def test_invalid_base64_is_a_400_or_in_a_batch_that_items_error(client):
+    assert_error(client.post("/recognize.json", json={"image": "not base64!"}), 400, "invalid_base64")
+    assert_error(client.post("/recognize.json", json={"image": "data:image/png;base64,%%%"}), 400, "invalid_base64")
+    batch = client.post("/recognize.json", json={"images": ["%%%", ""]}).get_json()["predictions"]
+    assert [item["error"]["code"] for item in batch] == ["invalid_base64", "no_image"]
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "{not json", '{"image": 5}', '{"images": []}', '{"images": [1]}'])
+def test_json_without_an_image_is_a_400(client, body):
+    response = client.post("/recognize.json", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] in ("invalid_json", "no_image")
+
+
+def test_an_unsupported_content_type_is_a_415(client):
+    assert_error(client.post("/recognize.json", data="7", content_type="text/plain"), 415, "unsupported_media_type")
+    assert_error(client.post("/recognize.json", data="image=7", content_type="application/x-www-form-urlencoded"),
+                 415, "unsupported_media_type")
+
+
+def test_a_body_over_the_limit_is_a_413():
+    from app import create_app
+
+    client = create_app({"TESTING": True, "MAX_CONTENT_LENGTH": 50_000}).test_client()
+    big = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)))
+    assert len(big) > 50_000
+    assert_error(client.post("/recognize.json", data=big, content_type="image/png"), 413, "payload_too_large")
+    assert_error(upload(client, big), 413, "payload_too_large")
+
+
+def png_header_only(width, height):
+    """A few hundred bytes that claim to be a huge 1-bit PNG: a decompression bomb's shape."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = zlib.compress(b"\x00" * (width // 8 + 1) * 8)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_a_413_before_it_is_decoded(client):
+    assert_error(upload(client, png_header_only(40_000, 40_000)), 413, "image_too_large")
+
+
+def test_an_image_over_the_pixel_limit_is_a_413():
+    from app import create_app
+
+    client = create_app({"TESTING": True, "MAX_IMAGE_PIXELS": 100 * 100}).test_client()
+    assert_error(upload(client, encode(mnist_style(1).resize((101, 100)))), 413, "image_too_large")
+    assert upload(client, encode(mnist_style(1).resize((100, 100)))).status_code == 200
+
+
+def test_wrong_method_and_unknown_path_are_json(client):
+    response = client.get("/recognize.json")
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+    assert_error(client.get("/recognise.json"), 404, "not_found")
+
+
+def test_an_unexpected_failure_is_a_500_without_a_traceback(app, client, caplog):
+    def fail():
+        raise RuntimeError("secret internal detail")
+
+    app.add_url_rule("/fail", "fail", fail)
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/fail")
+    assert_error(response, 500, "internal_error")
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    assert "secret internal detail" in caplog.text  # logged for the operators
+
+
+# Logging and request ids.
+
+def test_each_request_logs_one_line_with_its_answer_and_echoes_the_request_id(client, caplog):
+    with caplog.at_level(logging.INFO, logger="digit_recognition.requests"):
+        response = upload(client, encode(mnist_style(1)), headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    lines = [r.getMessage() for r in caplog.records if r.name == "digit_recognition.requests"]
+    assert len(lines) == 1
+    assert lines[0].startswith("POST /recognize.json 200 ")
+    assert "digit=1 confidence=" in lines[0] and lines[0].endswith("request_id=abc-123")
+
+
+def test_a_missing_or_malformed_request_id_is_replaced(client):
+    generated = client.get("/healthz").headers["X-Request-ID"]
+    assert len(generated) == 32
+    hostile = client.get("/healthz", headers={"X-Request-ID": "<script> " + "y" * 300})
+    assert hostile.headers["X-Request-ID"] != generated and len(hostile.headers["X-Request-ID"]) == 32
+
+
+def test_answers_are_json_numbers_a_client_can_use(client):
+    body = json.loads(upload(client, encode(mnist_style(9))).get_data())
+    assert isinstance(body["digit"], int) and all(isinstance(p, float) for p in body["probabilities"])

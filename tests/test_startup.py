@@ -1,0 +1,66 @@
+"""The app starts only on a model it can vouch for, and takes its configuration from the environment."""
+
+import json
+import shutil
+
+import pytest
+
+from app import create_app
+from app.predictor import ModelError, Predictor
+from tests.conftest import ROOT
+
+MODEL = ROOT / "model" / "model.h5"
+CARD = ROOT / "model" / "model.json"
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    shutil.copy(MODEL, tmp_path / "model.h5")
+    shutil.copy(CARD, tmp_path / "model.json")
+    return tmp_path / "model.h5"
+
+
+def test_a_missing_model_file_refuses_to_start(tmp_path):
+    with pytest.raises(ModelError, match="cannot read the model"):
+        create_app({"MODEL_PATH": str(tmp_path / "model.h5")})
+
+
+def test_a_model_that_does_not_match_its_card_refuses_to_start(model_copy):
+    with model_copy.open("r+b") as file:
+        file.seek(-100, 2)
+        file.write(b"\xff" * 8)
+    with pytest.raises(ModelError, match="do not belong together"):
+        Predictor.load(model_copy)
+
+
+def test_a_corrupt_model_with_a_matching_card_refuses_to_start(model_copy):
+    import hashlib
+
+    model_copy.write_bytes(b"not an HDF5 file at all")
+    card = json.loads(CARD.read_text())
+    card["sha256"] = hashlib.sha256(model_copy.read_bytes()).hexdigest()
+    model_copy.with_name("model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not a Keras model"):
+        Predictor.load(model_copy)
+
+
+def test_a_broken_card_refuses_to_start(model_copy):
+    model_copy.with_name("model.json").write_text("{")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        Predictor.load(model_copy)
+
+
+def test_configuration_comes_from_the_environment(monkeypatch, model_copy):
+    monkeypatch.setenv("MAX_BATCH", "5")
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "12345")
+    monkeypatch.setenv("MODEL_PATH", str(model_copy))
+    app = create_app()
+    assert app.config["MAX_BATCH"] == 5
+    assert app.config["MAX_CONTENT_LENGTH"] == 12345
+    assert app.config["MODEL_PATH"] == str(model_copy)
+
+
+def test_a_malformed_setting_names_itself(monkeypatch):
+    monkeypatch.setenv("MAX_BATCH", "many")
+    with pytest.raises(ValueError, match="MAX_BATCH"):
+        create_app()

@@ -1,0 +1,107 @@
+"""scripts/train.py end to end in quick mode, its data errors, and the committed model and card."""
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.predictor import Predictor
+from scripts import mnist_data, train
+from scripts.model_card import sha256_of
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return mnist_data.load_mnist()
+
+
+def test_the_mnist_copy_is_complete_and_exact(mnist):
+    assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_test.shape == (10000, 28, 28)
+    assert mnist.x_train.dtype == np.uint8 and mnist.x_train.max() == 255
+    assert np.bincount(mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert mnist.sha256 == mnist_data.PICKLE_SHA256
+
+
+def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_matches(tmp_path):
+    output = tmp_path / "quick" / "model.h5"
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--output", str(output)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads(output.with_name("model.json").read_text())
+    assert card["sha256"] == sha256_of(output)
+    assert card["quick"] is True and card["data"]["train"] == 2000
+    assert output.with_name("confusion.png").stat().st_size > 10_000
+    probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert "test" in result.stdout and "parameters" in result.stdout
+
+
+def test_a_missing_data_file_is_one_clear_line_and_exit_code_2(capsys, tmp_path):
+    code = train.main(["--data", str(tmp_path / "mnist.npz")])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.count("\n") == 1 and error.startswith("train.py: ") and "does not exist" in error
+
+
+def test_a_corrupt_data_file_is_one_clear_line_and_exit_code_2(capsys, tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    code = train.main(["--data", str(tmp_path / "mnist.npz")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "is not an mnist.npz" in error
+
+
+def test_a_npz_with_the_wrong_arrays_is_one_clear_line(capsys, tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((3, 5)), y_train=np.zeros(2))
+    code = train.main(["--data", str(tmp_path / "mnist.npz")])
+    assert code == 2 and "train.py: " in capsys.readouterr().err
+
+
+def test_a_corrupt_cached_wheel_is_one_clear_line(capsys, tmp_path):
+    with zipfile.ZipFile(tmp_path / mnist_data.WHEEL_NAME, "w") as wheel:
+        wheel.writestr(mnist_data.PICKLE_MEMBER, b"tampered")
+    code = train.main(["--cache-dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == 2 and "expected " + mnist_data.PICKLE_SHA256 in error and "delete it" in error
+
+
+def test_a_pickle_that_builds_anything_but_arrays_is_refused():
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+        mnist_data._ArraysOnly(io.BytesIO(pickle.dumps(Payload()))).load()
+
+
+def test_the_committed_card_describes_the_committed_model():
+    card = json.loads((ROOT / "model" / "model.json").read_text())
+    assert card["sha256"] == sha256_of(ROOT / "model" / "model.h5")
+    assert card["quick"] is False
+    assert card["calibration"]["test_ece_15_bins_after"] <= 0.01
+    assert card["accuracy"]["test"] >= 0.996
+
+
+def test_the_committed_model_reads_996_percent_of_mnist_test_through_the_service(client, mnist):
+    """Every test digit as a PNG upload, 64 to a request: preprocessing and calibration included."""
+    predicted = []
+    for start in range(0, len(mnist.x_test), 64):
+        files = []
+        for i, digit in enumerate(mnist.x_test[start : start + 64]):
+            buffer = io.BytesIO()
+            Image.fromarray(digit).save(buffer, "PNG")
+            files.append((io.BytesIO(buffer.getvalue()), f"{start + i}.png"))
+        response = client.post("/recognize.json", data={"image": files})
+        assert response.status_code == 200
+        predicted.extend(p["digit"] for p in response.get_json()["predictions"])
+    accuracy = np.mean(np.array(predicted) == mnist.y_test)
+    print(f"MNIST test accuracy through the service: {accuracy:.2%}")
+    assert accuracy >= 0.996
