@@ -1,0 +1,151 @@
+"""Score the running service over HTTP on the evaluation set, category by category.
+
+    python scripts/make_eval_set.py                     # once: build the set
+    python scripts/evaluate.py --url http://localhost:5000
+
+Sends the pictures as users do (multipart uploads, up to 64 per request), then prints a table of
+accuracy per category, the misses, and writes a contact sheet of the misses (the picture sent, the
+true digit, what the service read and how sure it was).
+"""
+
+import argparse
+import csv
+import http.client
+import io
+import json
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from PIL import Image, ImageDraw, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
+
+from scripts.mnist_data import DEFAULT_CACHE  # noqa: E402
+
+CELL = 120
+CAPTION = 18
+MAX_SHEET = 400
+
+
+class Service:
+    """A keep-alive HTTP connection to the service's POST /recognize.json."""
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self.connection = connection(parts.hostname, parts.port, timeout=60)
+        self.path = parts.path.rstrip("/") + "/recognize.json"
+
+    def recognize(self, pictures):
+        """One answer ({"digit", "confidence", ...} or {"error": ...}) per picture, in order."""
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+            for name, data in pictures) + f"--{boundary}--\r\n".encode()
+        self.connection.request("POST", self.path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = self.connection.getresponse()
+        answer = json.loads(response.read())
+        if len(pictures) > 1 and response.status == 200:
+            return answer["predictions"]
+        return [answer]
+
+
+def score(service, root, rows, batch_size):
+    """Each row of labels.csv with the service's answer added."""
+    results = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        answers = service.recognize([(Path(row["file"]).name, (root / row["file"]).read_bytes()) for row in chunk])
+        results.extend({**row, "answer": answer} for row, answer in zip(chunk, answers))
+    return results
+
+
+def is_right(result):
+    return result["answer"].get("digit") == int(result["digit"])
+
+
+def summary_table(results, seconds):
+    by_category = defaultdict(list)
+    for result in results:
+        by_category[result["category"]].append(result)
+    lines = [f"{'category':10}{'images':>8}{'accuracy':>10}{'misses':>8}{'errors':>8}{'mean conf':>11}"
+             f"{'conf when wrong':>17}"]
+    for category, group in by_category.items():
+        right = sum(map(is_right, group))
+        answered = [r["answer"] for r in group if "digit" in r["answer"]]
+        wrong = [r["answer"]["confidence"] for r in group if "digit" in r["answer"] and not is_right(r)]
+        lines.append(f"{category:10}{len(group):>8,}{right / len(group):>10.2%}{len(group) - right:>8}"
+                     f"{len(group) - len(answered):>8}{sum(a['confidence'] for a in answered) / max(len(answered), 1):>11.3f}"
+                     f"{(sum(wrong) / len(wrong) if wrong else float('nan')):>17.3f}")
+    lines.append(f"{len(results):,} images in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def describe_miss(result):
+    answer = result["answer"]
+    said = f"read {answer['digit']} ({answer['confidence']:.0%})" if "digit" in answer else answer["error"]["code"]
+    return f"  {result['file']}: a {result['digit']}, {said} — {result['note']}"
+
+
+def contact_sheet(root, misses, path):
+    """A grid of the missed pictures, each captioned 'true -> read (confidence)'."""
+    misses = misses[:MAX_SHEET]
+    columns = min(10, max(1, len(misses)))
+    rows = -(-len(misses) // columns)
+    sheet = Image.new("RGB", (columns * CELL, max(1, rows) * (CELL + CAPTION)), "white")
+    pen = ImageDraw.Draw(sheet)
+    for number, result in enumerate(misses):
+        left, top = (number % columns) * CELL, (number // columns) * (CELL + CAPTION)
+        with Image.open(io.BytesIO((root / result["file"]).read_bytes())) as picture:
+            picture.seek(0)
+            thumbnail = ImageOps.exif_transpose(picture).convert("RGBA")
+        scale = (CELL - 8) / max(thumbnail.size)
+        size = (max(1, round(thumbnail.width * scale)), max(1, round(thumbnail.height * scale)))
+        thumbnail = thumbnail.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BOX)
+        backdrop = Image.new("RGBA", thumbnail.size, (200, 200, 200, 255))
+        sheet.paste(Image.alpha_composite(backdrop, thumbnail).convert("RGB"), (left + 4, top + 4))
+        answer = result["answer"]
+        said = f"{answer['digit']} {answer['confidence']:.0%}" if "digit" in answer else answer["error"]["code"]
+        pen.text((left + 4, top + CELL), f"{result['digit']} -> {said}", fill="black")
+    sheet.save(path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://localhost:5000", help="the running service (%(default)s)")
+    parser.add_argument("--set", type=Path, default=DEFAULT_CACHE / "eval-set", help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="pictures per request")
+    parser.add_argument("--sheet", type=Path, help="contact sheet of the misses (default: SET/misses.png)")
+    parser.add_argument("--show", type=int, default=15, help="misses printed per category")
+    args = parser.parse_args(argv)
+    labels = args.set / "labels.csv"
+    if not labels.exists():
+        print(f"evaluate.py: {labels} does not exist: run scripts/make_eval_set.py first", file=sys.stderr)
+        return 2
+    with open(labels, newline="") as file:
+        rows = list(csv.DictReader(file))
+    started = time.perf_counter()
+    try:
+        results = score(Service(args.url), args.set, rows, args.batch_size)
+    except OSError as error:
+        print(f"evaluate.py: cannot reach {args.url} ({error}): start the service first", file=sys.stderr)
+        return 2
+    print(summary_table(results, time.perf_counter() - started))
+    misses = [result for result in results if not is_right(result)]
+    for category in dict.fromkeys(result["category"] for result in misses):
+        theirs = [miss for miss in misses if miss["category"] == category]
+        print(f"\n{category}: {len(theirs)} missed" + (f", first {args.show}:" if len(theirs) > args.show else ":"))
+        print("\n".join(describe_miss(miss) for miss in theirs[: args.show]))
+    sheet = args.sheet or args.set / "misses.png"
+    contact_sheet(args.set, misses, sheet)
+    print(f"\ncontact sheet of {min(len(misses), MAX_SHEET)} misses: {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

