@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,8 @@ def free_port():
 
 
 def start(port, **environment):
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2", **environment}
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])  # this venv's gunicorn
+    env = {**os.environ, "PATH": path, "PORT": str(port), "WEB_CONCURRENCY": "2", **environment}
     return subprocess.Popen(["bash", "-c", f"exec {web_command()}"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
