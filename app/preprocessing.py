@@ -22,6 +22,9 @@ MNIST_STROKE = 2.8  # ... to MNIST's median stroke width
 WORK_SIDE = 512  # larger pictures are reduced to this before the ink is found: plenty for a 20 px result
 SMALL_SIDE = 64  # below this a picture is taken as evenly lit: one background level, no speck removal
 MIN_CONTRAST = 0.08  # ink must differ from its background by this much (and by 4 noise sigmas) to count
+PAPER_PERCENTILE = 5  # the paper's level is read this far up the (ink-up) histogram: ink may cover 95%
+GRID = 16  # cells along the longest side of a large picture, over which its lighting may vary
+LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
 
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 Image.init()  # register every format now, not during the first request
@@ -138,7 +141,8 @@ def _has_alpha(image):
 
 def _ink_up(plane):
     """Orient a luminance plane so that ink is high: MNIST's white on black, whatever was drawn with."""
-    deviation = plane - np.median(plane)
+    ring = np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
+    deviation = plane - np.median(ring)  # the edges are mostly paper, even when a digit is cropped tight
     floor = 3 * _noise_sigma(deviation)
     brighter = np.maximum(deviation - floor, 0).sum()
     darker = np.maximum(-deviation - floor, 0).sum()
@@ -146,21 +150,52 @@ def _ink_up(plane):
 
 
 def _background(plane):
-    """The paper's level at every pixel: one number for small pictures, a smooth map for photos."""
+    """The paper's level at every pixel: one number for small pictures, a smooth map for photos.
+
+    The paper is the low end of the (ink-up) values, wherever ink covers most of a picture (a digit
+    cropped tight to its ink): a low percentile, per cell of a 16x16 grid for large pictures, each cell
+    taking the lowest of its neighbours so that cells covered in ink take the paper's level next door.
+    """
     if min(plane.shape) < SMALL_SIDE:
-        return np.float32(np.median(plane))
+        return np.float32(np.percentile(plane, PAPER_PERCENTILE))
     height, width = plane.shape
-    grid = 16
-    coarse = Image.fromarray(plane, mode="F").resize(
-        (max(3, round(grid * width / max(plane.shape))), max(3, round(grid * height / max(plane.shape)))),
-        Image.Resampling.BOX)
-    coarse = coarse.filter(ImageFilter.RankFilter(5, 7))  # the 8th of 25: ink may cover two thirds
-    return np.asarray(coarse.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    cell = -(-max(height, width) // GRID)
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.pad(plane, ((0, rows * cell - height), (0, cols * cell - width)), mode="edge")
+    blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+    paper = Image.fromarray(np.percentile(blocks, PAPER_PERCENTILE, axis=2).astype(np.float32), mode="F")
+    paper = np.asarray(paper.filter(ImageFilter.MinFilter(3)), dtype=np.float32)
+    paper = Image.fromarray(np.minimum(paper, _lighting(paper) + LIGHTING_TOLERANCE), mode="F")
+    return np.asarray(paper.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _lighting(levels):
+    """A smooth (quadratic) surface under a grid of paper levels, fitted so that cells lying well above it,
+    covered in ink rather than lit differently, do not pull it up."""
+    rows, cols = levels.shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    y, x = y.ravel() / rows, x.ravel() / cols
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    values = levels.ravel()
+    kept = np.ones(values.size, dtype=bool)
+    for _ in range(5):
+        fit, *_ = np.linalg.lstsq(terms[kept], values[kept], rcond=None)
+        residual = values - terms @ fit
+        kept = residual < 2.5 * _noise_sigma(residual[kept]) + 0.01
+    return (terms @ fit).reshape(rows, cols).astype(np.float32)
 
 
 def _noise_sigma(values):
     """A robust noise estimate: the median absolute deviation, scaled to a Gaussian sigma."""
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _paper_noise(plane):
+    """Pixel noise sigma from differences between neighbours, across and down (whichever is smaller, as a
+    stroke along one axis adds steps only across it): unlike the spread of the values, it does not grow
+    with how much of the picture is ink."""
+    steps = [np.abs(np.diff(plane, axis=axis)) for axis in (0, 1) if plane.shape[axis] > 1]
+    return 1.4826 * min((float(np.median(step)) for step in steps), default=0.0) / np.sqrt(2)
 
 
 def _normalise(deviation, small):
@@ -172,7 +207,7 @@ def _normalise(deviation, small):
     strength = np.maximum(deviation, 0)
     if strength.max() < MIN_CONTRAST:
         raise NoDigit("the image has no ink: draw or photograph one digit")
-    sigma = _noise_sigma(deviation)
+    sigma = _paper_noise(deviation)
     threshold = _otsu(strength)
     strokes = strength[strength >= threshold]
     peak = float(np.percentile(strokes, 90)) if strokes.size else 0.0

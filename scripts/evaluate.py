@@ -55,14 +55,27 @@ class Service:
         return [answer]
 
 
-def score(service, root, rows, batch_size):
+def score(service, root, rows, batch_size, batch_bytes):
     """Each row of labels.csv with the service's answer added."""
     results = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        answers = service.recognize([(Path(row["file"]).name, (root / row["file"]).read_bytes()) for row in chunk])
-        results.extend({**row, "answer": answer} for row, answer in zip(chunk, answers))
+    for chunk in batches(root, rows, batch_size, batch_bytes):
+        answers = service.recognize([(Path(row["file"]).name, data) for row, data in chunk])
+        results.extend({**row, "answer": answer} for (row, _), answer in zip(chunk, answers))
     return results
+
+
+def batches(root, rows, batch_size, batch_bytes):
+    """Lists of (row, picture bytes): at most `batch_size` pictures, and over `batch_bytes` only when alone."""
+    chunk, size = [], 0
+    for row in rows:
+        data = (root / row["file"]).read_bytes()
+        if chunk and (len(chunk) == batch_size or size + len(data) > batch_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((row, data))
+        size += len(data)
+    if chunk:
+        yield chunk
 
 
 def is_right(result):
@@ -119,7 +132,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:5000", help="the running service (%(default)s)")
     parser.add_argument("--set", type=Path, default=DEFAULT_CACHE / "eval-set", help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="pictures per request")
+    parser.add_argument("--batch-size", type=int, default=64, help="most pictures per request (%(default)s)")
+    parser.add_argument("--batch-bytes", type=int, default=8_000_000,
+                        help="most bytes of pictures per request, below the service's body limit (%(default)s)")
     parser.add_argument("--sheet", type=Path, help="contact sheet of the misses (default: SET/misses.png)")
     parser.add_argument("--show", type=int, default=15, help="misses printed per category")
     args = parser.parse_args(argv)
@@ -131,7 +146,7 @@ def main(argv=None):
         rows = list(csv.DictReader(file))
     started = time.perf_counter()
     try:
-        results = score(Service(args.url), args.set, rows, args.batch_size)
+        results = score(Service(args.url), args.set, rows, args.batch_size, args.batch_bytes)
     except OSError as error:
         print(f"evaluate.py: cannot reach {args.url} ({error}): start the service first", file=sys.stderr)
         return 2

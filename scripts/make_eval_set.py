@@ -58,7 +58,8 @@ def placed(mask, size, rng):
 def paint(coverage, ink, paper):
     """RGB pixels: `ink` where coverage is 1, `paper` where it is 0 (colours as 3-tuples or (h, w, 3) maps)."""
     coverage = coverage[..., None]
-    return np.asarray(paper, dtype=np.float32) * (1 - coverage) + np.asarray(ink, dtype=np.float32) * coverage
+    paper, ink = np.asarray(paper, dtype=np.float32), np.asarray(ink, dtype=np.float32)
+    return paper + (ink - paper) * coverage
 
 
 def to_bytes(image, format, **options):
@@ -95,12 +96,13 @@ def photo(digit, rng, position):
     mask = placed(np.asarray(tilted, dtype=np.float32) * rng.uniform(0.75, 1.0), (width, height), rng)
     paper = np.asarray(PAPERS[int(rng.integers(len(PAPERS)))], dtype=np.float32)
     pixels = paint(mask, PHOTO_INKS[int(rng.integers(len(PHOTO_INKS)))], paper)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    gradient = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)
+    gradient = (np.cos(angle) * np.arange(width, dtype=np.float32)[None, :] / width
+                + np.sin(angle) * np.arange(height, dtype=np.float32)[:, None] / height)
     light = rng.uniform(0.55, 0.85) + rng.uniform(0.1, 0.35) * (gradient - gradient.min()) / np.ptp(gradient)
-    pixels = pixels * light[..., None] + rng.normal(0, rng.uniform(2, 8), pixels.shape)
-    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+    pixels *= light[..., None]
+    pixels += rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(rng.uniform(2, 8))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.5))))
     note = f"{width}x{height}, paper {tuple(int(c) for c in paper)}"
     options = {"quality": int(rng.integers(60, 93))}

@@ -74,6 +74,17 @@ def test_any_size_and_placement_frames_the_same(reference, size, box, offset):
     assert_same_digit(framed, reference, 0.8)
 
 
+@pytest.mark.parametrize("side", [40, 300], ids=["small", "large"])
+def test_thick_dark_strokes_cropped_tight_keep_their_full_width(side):
+    """Ink covering most of the picture must not be taken for paper: strokes stay solid, not hollowed."""
+    with_margin = Image.eval(draw_digit(0, (2 * side, 2 * side), side, side // 4), lambda v: 255 - v)
+    tight = with_margin.crop(Image.eval(with_margin, lambda v: 255 - v).getbbox())
+    assert np.mean(np.asarray(tight) < 128) > 0.5, "ink covers most of the picture"
+    framed = preprocess(encode(tight), LIMIT)
+    assert_mnist_convention(framed)
+    assert_same_digit(framed, preprocess(encode(with_margin), LIMIT), 0.95)
+
+
 def test_dark_ink_on_light_paper_becomes_light_on_dark(reference):
     paper = Image.eval(white_on_black(), lambda v: 255 - v)
     framed = preprocess(encode(paper), LIMIT)
@@ -146,12 +157,21 @@ def test_a_photo_with_uneven_light_and_noise_gives_clean_strokes():
     assert (framed > 0).mean() < 0.3, "no paper texture left around the strokes"
 
 
+def blank_photo():
+    """A sheet of paper photographed: uneven light, sensor noise, JPEG."""
+    rng = np.random.default_rng(3)
+    light = np.linspace(150, 245, 1600, dtype=np.float32)[None, :, None] * np.ones((1200, 1, 3), dtype=np.float32)
+    pixels = light * np.array([1.0, 0.95, 0.6], dtype=np.float32) + rng.normal(0, 6, (1200, 1600, 3))
+    return Image.open(io.BytesIO(encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG")))
+
+
 @pytest.mark.parametrize("picture", [
     Image.new("L", (28, 28), 0),
+    blank_photo(),
     Image.new("RGB", (640, 480), (250, 240, 120)),
     Image.new("RGBA", (300, 300), (0, 0, 0, 0)),
     Image.new("1", (50, 50), 1),
-], ids=["black", "yellow paper", "transparent", "white 1-bit"])
+], ids=["black", "photo of blank paper", "yellow paper", "transparent", "white 1-bit"])
 def test_a_blank_picture_has_no_digit(picture):
     with pytest.raises(NoDigit):
         preprocess(encode(picture), LIMIT)

@@ -9,9 +9,9 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
-from tests.images import encode, mnist_style, mnist_style_rgba, paper_photo
+from tests.images import draw_digit, encode, mnist_style, mnist_style_rgba, paper_photo
 
 
 def upload(client, *images, field="image", **kwargs):
@@ -55,6 +55,17 @@ def test_a_large_jpeg_photo_of_a_digit_on_paper_is_read(client):
     response = upload(client, encode(photo, "JPEG", quality=85))
     assert response.status_code == 200
     assert_prediction(response.get_json(), 3)
+
+
+@pytest.mark.parametrize("first, second", [(3, 5), (4, 9)])
+def test_two_digits_drawn_over_each_other_get_a_low_confidence(client, first, second):
+    """Confidence stays honest: clean digits are read surely, a shape between two digits is not."""
+    clean = [upload(client, encode(draw_digit(d, (280, 280), 200, 18))).get_json() for d in (first, second)]
+    assert [answer["digit"] for answer in clean] == [first, second]
+    assert min(answer["confidence"] for answer in clean) > 0.95
+    both = ImageChops.lighter(draw_digit(first, (280, 280), 200, 18), draw_digit(second, (280, 280), 200, 18))
+    answer = upload(client, encode(both)).get_json()
+    assert answer["confidence"] < 0.8, answer
 
 
 def test_no_image_is_a_400(client):
