@@ -5,6 +5,8 @@ import sys
 
 from app.predictor import ModelError, checked_card
 
+import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import app and scripts
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # training uses tf.data and tf ops; the service serves on JAX
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -83,6 +84,24 @@ def test_the_procfile_server_answers_errors_in_json(server):
     port, _ = server
     status, _, body = post(port, b"not an image", "image/png")
     assert status == 400 and body["error"]["code"] == "invalid_image"
+
+
+def test_concurrent_clients_each_get_their_own_answer(server):
+    """32 clients at once, every digit and some broken uploads mixed: each answer belongs to its request."""
+    port, _ = server
+    sent = [(i % 10, i % 7 == 6) for i in range(96)]  # (digit, broken)
+
+    def send(item):
+        digit, broken = item
+        return post(port, b"broken" if broken else encode(mnist_style(digit)), "image/png")
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(send, sent))
+    for (digit, broken), (status, _, body) in zip(sent, answers):
+        if broken:
+            assert status == 400 and body["error"]["code"] == "invalid_image"
+        else:
+            assert status == 200 and body["digit"] == digit, body
 
 
 def test_sigterm_stops_the_server_cleanly_within_herokus_30_seconds(server):

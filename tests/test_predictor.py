@@ -1,0 +1,56 @@
+"""The predictor: the same answers on either Keras backend, and every caller gets its own row, in order."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from app.predictor import Predictor
+from app.preprocessing import frame_digits
+from scripts.mnist_data import load_mnist
+from tests.conftest import ROOT
+
+MODEL = ROOT / "model" / "model.h5"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    mnist = load_mnist()
+    return frame_digits(mnist.x_test[:130]), mnist.y_test[:130]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.load(MODEL)
+
+
+def test_the_service_runs_keras_on_jax(predictor):
+    assert keras.backend.backend() == "jax"
+
+
+def test_jax_and_tensorflow_give_the_same_probabilities(predictor, digits, tmp_path):
+    np.save(tmp_path / "digits.npy", digits[0])
+    script = ("import sys, json, numpy as np; from app.predictor import Predictor; "
+              f"p = Predictor.load({str(MODEL)!r}).predict(np.load({str(tmp_path / 'digits.npy')!r})); "
+              "import keras; print(json.dumps([keras.backend.backend(), p.tolist()]))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    backend, on_tensorflow = json.loads(result.stdout.strip().splitlines()[-1])
+    assert backend == "tensorflow"
+    np.testing.assert_allclose(predictor.predict(digits[0]), on_tensorflow, atol=1e-5)
+
+
+@pytest.mark.parametrize("count", [1, 3, 17, 64, 65, 130])
+def test_any_number_of_digits_gets_its_own_rows_in_order(predictor, digits, count):
+    """Batches are padded to compiled sizes and split at the largest: no row is lost, shifted or mixed up."""
+    together = predictor.predict(digits[0][:count])
+    one_by_one = np.concatenate([predictor.predict(digits[0][i : i + 1]) for i in range(count)])
+    assert together.shape == (count, 10)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-6)
+    assert np.mean(together.argmax(axis=1) == digits[1][:count]) > 0.95
+
