@@ -207,13 +207,13 @@ def test_wrong_method_and_unknown_path_are_json(client):
     assert_error(client.get("/recognise.json"), 404, "not_found")
 
 
-def test_an_unexpected_failure_is_a_500_without_a_traceback(app, client, caplog):
-    def fail():
+def test_an_unexpected_failure_is_a_500_without_a_traceback(app, client, caplog, monkeypatch):
+    def fail(digits):
         raise RuntimeError("secret internal detail")
 
-    app.add_url_rule("/fail", "fail", fail)
+    monkeypatch.setattr(app.extensions["predictor"], "predict", fail)
     with caplog.at_level(logging.ERROR):
-        response = client.get("/fail")
+        response = upload(client, encode(mnist_style(1)))
     assert_error(response, 500, "internal_error")
     assert "secret internal detail" not in response.get_data(as_text=True)
     assert "secret internal detail" in caplog.text  # logged for the operators

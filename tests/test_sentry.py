@@ -41,14 +41,20 @@ def sentry_server():
 
 @pytest.fixture
 def failing_app():
-    """Makes an app with Sentry on, plus a route that fails; turns Sentry off again afterwards."""
+    """Makes an app with Sentry on whose model fails on any 3 (and reads other digits); turns Sentry off
+    again afterwards."""
     def make(dsn):
         app = create_app({"SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "test", "PROPAGATE_EXCEPTIONS": False})
+        predictor = app.extensions["predictor"]
+        predict = predictor.predict
 
-        def fail():
-            raise RuntimeError("sentry test failure")
+        def predict_or_fail(digits):
+            probabilities = predict(digits)
+            if (probabilities.argmax(axis=1) == 3).any():
+                raise RuntimeError("sentry test failure")
+            return probabilities
 
-        app.add_url_rule("/fail", "fail", fail, methods=["GET", "POST"])
+        predictor.predict = predict_or_fail
         return app
 
     yield make
@@ -58,7 +64,7 @@ def failing_app():
 
 def test_an_unhandled_error_reaches_sentry_tagged_with_the_model_version(sentry_server, failing_app):
     app = failing_app(f"http://publickey@127.0.0.1:{sentry_server.server_port}/42")
-    response = app.test_client().post("/fail", data=encode(mnist_style(7)), content_type="image/png")
+    response = app.test_client().post("/recognize.json", data=encode(mnist_style(3)), content_type="image/png")
     assert response.status_code == 500 and "sentry test failure" not in response.get_data(as_text=True)
     sentry_sdk.flush(timeout=5)
     events = [item for item in sentry_server.items if "exception" in item]
@@ -102,7 +108,7 @@ def test_an_unreachable_sentry_leaves_requests_unaffected(failing_app, silent_se
     port = closed_port() if where == "refused" else silent_server
     client = failing_app(f"http://publickey@127.0.0.1:{port}/42").test_client()
     for _ in range(3):
-        failure = client.get("/fail")
+        failure = client.post("/recognize.json", data=encode(mnist_style(3)), content_type="image/png")
         assert failure.status_code == 500 and failure.get_json()["error"]["code"] == "internal_error"
         answer = client.post("/recognize.json", data={"image": (io.BytesIO(encode(mnist_style(7))), "7.png")})
         assert answer.status_code == 200 and answer.get_json()["digit"] == 7
