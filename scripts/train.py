@@ -20,10 +20,7 @@ if __name__ == "__main__":
     os.environ["KERAS_BACKEND"] = "tensorflow"  # training uses tf.data and tf ops; the service serves on JAX
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
 
 from app.preprocessing import frame_digits, to_model_input  # noqa: E402
 from scripts import model_card  # noqa: E402
@@ -54,6 +51,9 @@ def parse_args(argv):
 
 def build_model(conv_dropout, dense_dropout):
     """A small CNN (about 8 M multiply-adds per digit) that outputs logits."""
+    import keras
+    from keras import layers
+
     def conv(filters, size, padding="same"):
         return [layers.Conv2D(filters, size, padding=padding, use_bias=False), layers.BatchNormalization(),
                 layers.ReLU()]
@@ -69,6 +69,10 @@ def build_model(conv_dropout, dense_dropout):
 
 def augmenter(seed):
     """Per-digit random rotation (±10°), scale (±10%), shift (±2 px) and stroke thickness."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
     geometry = keras.Sequential([
         layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed),
         layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 1),
@@ -93,6 +97,11 @@ def main(argv=None):
     except DataError as error:
         print(f"train.py: {error}", file=sys.stderr)
         return 2
+    # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines.
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.predictor import Predictor
-from scripts import mnist_data, train
+from scripts import mnist_data
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
 
@@ -43,32 +43,46 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert "test" in result.stdout and "parameters" in result.stdout
 
 
-def test_a_missing_data_file_is_one_clear_line_and_exit_code_2(capsys, tmp_path):
-    code = train.main(["--data", str(tmp_path / "mnist.npz")])
-    error = capsys.readouterr().err
+def train(*arguments):
+    """Run scripts/train.py as a person does; its exit code and what it wrote to standard error."""
+    result = subprocess.run([sys.executable, "scripts/train.py", *arguments], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    return result.returncode, result.stderr
+
+
+def assert_one_clear_line(error, *phrases):
+    assert error.count("\n") == 1 and error.startswith("train.py: "), error
+    assert "Traceback" not in error
+    for phrase in phrases:
+        assert phrase in error
+
+
+def test_a_missing_data_file_is_one_clear_line_and_exit_code_2(tmp_path):
+    code, error = train("--data", str(tmp_path / "mnist.npz"))
     assert code == 2
-    assert error.count("\n") == 1 and error.startswith("train.py: ") and "does not exist" in error
+    assert_one_clear_line(error, "does not exist", "--data")
 
 
-def test_a_corrupt_data_file_is_one_clear_line_and_exit_code_2(capsys, tmp_path):
+def test_a_corrupt_data_file_is_one_clear_line_and_exit_code_2(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
-    code = train.main(["--data", str(tmp_path / "mnist.npz")])
-    error = capsys.readouterr().err
-    assert code == 2 and error.count("\n") == 1 and "is not an mnist.npz" in error
+    code, error = train("--data", str(tmp_path / "mnist.npz"))
+    assert code == 2
+    assert_one_clear_line(error, "is not an mnist.npz")
 
 
-def test_a_npz_with_the_wrong_arrays_is_one_clear_line(capsys, tmp_path):
+def test_a_npz_with_the_wrong_arrays_is_one_clear_line(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=np.zeros((3, 5)), y_train=np.zeros(2))
-    code = train.main(["--data", str(tmp_path / "mnist.npz")])
-    assert code == 2 and "train.py: " in capsys.readouterr().err
+    code, error = train("--data", str(tmp_path / "mnist.npz"))
+    assert code == 2
+    assert_one_clear_line(error)
 
 
-def test_a_corrupt_cached_wheel_is_one_clear_line(capsys, tmp_path):
+def test_a_corrupt_cached_wheel_is_one_clear_line(tmp_path):
     with zipfile.ZipFile(tmp_path / mnist_data.WHEEL_NAME, "w") as wheel:
         wheel.writestr(mnist_data.PICKLE_MEMBER, b"tampered")
-    code = train.main(["--cache-dir", str(tmp_path)])
-    error = capsys.readouterr().err
-    assert code == 2 and "expected " + mnist_data.PICKLE_SHA256 in error and "delete it" in error
+    code, error = train("--cache-dir", str(tmp_path))
+    assert code == 2
+    assert_one_clear_line(error, "expected " + mnist_data.PICKLE_SHA256, "delete it")
 
 
 def test_a_pickle_that_builds_anything_but_arrays_is_refused():
