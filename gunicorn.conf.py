@@ -3,7 +3,11 @@
 import os
 import sys
 
-from app.predictor import ModelError, checked_card
+# One compute thread per worker: the workers are the parallelism, and XLA splitting a small convolution
+# over threads that the other worker also needs measured ~10% fewer requests/s (scripts/bench.py).
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+from app.predictor import ModelError, checked_card  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
 
