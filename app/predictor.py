@@ -98,7 +98,7 @@ def _forward(model):
 
 
 def _predict_padded(model, pixels):
-    """One predict_on_batch call, the batch padded with blank digits to a size compiled at start-up."""
+    """One compiled model call, the batch padded with blank digits to a size compiled at start-up."""
     count = len(pixels)
     size = next(size for size in BATCH_SIZES if size >= count)
     if size > count:

@@ -154,7 +154,8 @@ def _background(plane):
 
     The paper is the low end of the (ink-up) values, wherever ink covers most of a picture (a digit
     cropped tight to its ink): a low percentile, per cell of a 16x16 grid for large pictures, each cell
-    taking the lowest of its neighbours so that cells covered in ink take the paper's level next door.
+    taking the lowest of its neighbours and held within LIGHTING_TOLERANCE of a smooth lighting fit, so
+    that cells covered in ink take the paper's level rather than the ink's.
     """
     if min(plane.shape) < SMALL_SIDE:
         return np.float32(_quantile(plane, PAPER_PERCENTILE / 100))

@@ -12,7 +12,6 @@ requests/s, images/s, errors and the whole server's PSS (master and workers) aft
 """
 
 import argparse
-import io
 import os
 import re
 import shutil
@@ -25,9 +24,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts
 
+from scripts.evaluate import multipart_body  # noqa: E402
+from scripts.make_eval_set import to_bytes  # noqa: E402
 from scripts.mnist_data import DataError, load_mnist  # noqa: E402
 
 BOUNDARY = "benchboundary7d1f"
@@ -50,8 +53,8 @@ def main(argv=None):
         print(f"bench.py: {error}", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    one = multipart(work / "one.body", [png(digits.x_test[0])])
-    batch = multipart(work / "batch.body", [png(digit) for digit in digits.x_test[:64]])
+    one = multipart(work / "one.body", digits.x_test[:1])
+    batch = multipart(work / "batch.body", digits.x_test[:64])
     gunicorn = [sys.executable, "-m", "gunicorn"]
     servers = {
         "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv)),
@@ -83,8 +86,7 @@ def measure(command, environment, one, batch, args):
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "PORT": str(port), **environment}
     started = time.perf_counter()
-    server = subprocess.Popen(command + ["--bind", f"127.0.0.1:{port}"] if command[0] != "bash" else command,
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    server = subprocess.Popen(command, cwd=ROOT, env=env,  # each binds 0.0.0.0:$PORT, as gunicorn does by default stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
         cold_start = wait_until_healthy(port, server) - started
@@ -139,7 +141,8 @@ def pss_megabytes(pid):
     while pids:
         current = pids.pop()
         children = Path(f"/proc/{current}/task/{current}/children")
-        pids.extend(int(child) for child in children.read_text().split()) if children.exists() else None
+        if children.exists():
+            pids.extend(int(child) for child in children.read_text().split())
         rollup = Path(f"/proc/{current}/smaps_rollup")
         if rollup.exists():
             total += int(re.search(r"^Pss:\s+(\d+) kB", rollup.read_text(), re.MULTILINE)[1])
@@ -180,18 +183,10 @@ def procfile_web_line():
     raise SystemExit("bench.py: the Procfile has no web line")
 
 
-def png(digit):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def multipart(path, pictures):
-    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="digit{i}.png"\r\n'
-             f"Content-Type: image/png\r\n\r\n".encode() + picture + b"\r\n" for i, picture in enumerate(pictures)]
-    path.write_bytes(b"".join(parts) + f"--{BOUNDARY}--\r\n".encode())
+def multipart(path, digits):
+    """A multipart request body file with each MNIST digit as a PNG field named `image`."""
+    pictures = [(f"digit{i}.png", to_bytes(Image.fromarray(digit), "PNG")) for i, digit in enumerate(digits)]
+    path.write_bytes(multipart_body(pictures, BOUNDARY))
     return path
 
 

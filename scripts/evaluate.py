@@ -43,16 +43,21 @@ class Service:
     def recognize(self, pictures):
         """One answer ({"digit", "confidence", ...} or {"error": ...}) per picture, in order."""
         boundary = uuid.uuid4().hex
-        body = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
-            for name, data in pictures) + f"--{boundary}--\r\n".encode()
-        self.connection.request("POST", self.path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.connection.request("POST", self.path, multipart_body(pictures, boundary),
+                                {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         response = self.connection.getresponse()
         answer = json.loads(response.read())
         if len(pictures) > 1 and response.status == 200:
             return answer["predictions"]
         return [answer]
+
+
+def multipart_body(pictures, boundary):
+    """A multipart/form-data body with each (file name, bytes) picture as a field named `image`."""
+    return b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        for name, data in pictures) + f"--{boundary}--\r\n".encode()
 
 
 def score(service, root, rows, batch_size, batch_bytes):
