@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 from PIL import Image, ImageDraw
 
-from app import errors, info, monitoring, recognize, request_log
+from app import errors, info, monitoring, page, recognize, request_log
 from app.predictor import Predictor
 
 DEFAULTS = {
@@ -19,6 +19,7 @@ DEFAULTS = {
     "SENTRY_DSN": "",
     "SENTRY_ENVIRONMENT": "production",
     "LOG_LEVEL": "INFO",
+    "SEND_FILE_MAX_AGE_DEFAULT": 24 * 3600,
 }
 
 
@@ -34,8 +35,10 @@ def create_app(test_config=None):
     app.extensions["predictor"] = Predictor.load(app.config["MODEL_PATH"])
     errors.register_error_handlers(app)
     request_log.register_request_log(app)
+    page.register_security_headers(app)
     app.register_blueprint(recognize.bp)
     app.register_blueprint(info.bp)
+    app.register_blueprint(page.bp)
     monitoring.init_sentry(app)
     _warm_up(app)
     return app

@@ -1,4 +1,4 @@
-"""What the service is and whether it is up: /, /healthz, /model.json and /openapi.json."""
+"""What the service is and whether it is up: /healthz, /model.json, /openapi.json and the JSON index."""
 
 import json
 from pathlib import Path
@@ -10,8 +10,8 @@ bp = Blueprint("info", __name__)
 OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 
-@bp.get("/")
-def index():
+def service_index():
+    """Where the endpoints are: GET / answers this to clients that ask for JSON."""
     return jsonify(
         service="digit-recognition",
         model_version=current_app.extensions["predictor"].version,

@@ -195,7 +195,7 @@ def _paper_noise(plane):
     """Pixel noise sigma from differences between neighbours, across and down (whichever is smaller, as a
     stroke along one axis adds steps only across it): unlike the spread of the values, it does not grow
     with how much of the picture is ink."""
-    steps = [np.abs(np.diff(plane, axis=axis)) for axis in (0, 1) if plane.shape[axis] > 1]
+    steps = [np.abs(step) for step in (plane[1:] - plane[:-1], plane[:, 1:] - plane[:, :-1]) if step.size]
     return 1.4826 * min((_quantile(step, 0.5) for step in steps), default=0.0) / np.sqrt(2)
 
 
@@ -215,7 +215,8 @@ def _normalise(deviation, small):
     floor = min(3 * sigma, threshold / 2) if small else threshold / 2
     if peak < max(MIN_CONTRAST, 4 * sigma, floor + MIN_CONTRAST):
         raise NoDigit("the image has no ink: draw or photograph one digit")
-    ink = np.clip((strength - floor) / (peak - floor), 0, 1)
+    ink = np.minimum((strength - floor) * np.float32(1 / (peak - floor)), 1)
+    np.maximum(ink, 0, out=ink)
     if not small:
         ink *= _neighbours(ink > 0) >= 3
     return ink
@@ -225,16 +226,12 @@ def _otsu(values, bins=64):
     """Otsu's threshold: the level that best splits the values into two classes."""
     top = float(values.max())
     counts = np.bincount(np.minimum((values.ravel() * (bins / top)).astype(np.intp), bins - 1), minlength=bins)
-    edges = np.linspace(0, top, bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
-    mass = np.cumsum(counts * centres)
+    mass = np.cumsum(counts * ((np.arange(bins) + 0.5) * (top / bins)))
     total, total_mass = weight[-1], mass[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_low = mass / weight
-        mean_high = (total_mass - mass) / (total - weight)
-        between = weight * (total - weight) * (mean_low - mean_high) ** 2
-    return float(edges[1:][int(np.nanargmax(between[:-1]))])
+    low, low_mass = weight[:-1], mass[:-1]  # the top bin holds the maximum, so the upper class is never empty
+    between = (low_mass * total - low * total_mass) ** 2 / (np.maximum(low, 1) * (total - low))
+    return (int(between.argmax()) + 1) * top / bins
 
 
 def _quantile(values, fraction):
@@ -263,8 +260,8 @@ def _resize(image, scale):
 def _stroke_width(ink):
     """Mean stroke width in pixels: twice the ink's area over its outline's length."""
     mask = ink >= 0.25
-    padded = np.pad(mask, 1)
-    inside = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    inside = np.zeros_like(mask)  # pixels on the crop's edge are outline
+    inside[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     outline = np.count_nonzero(mask & ~inside)
     return 2 * float(ink.sum()) / max(outline, 1)
 
@@ -291,8 +288,8 @@ def _centre_by_mass(digit):
     total = digit.sum()
     centre_y = (digit.sum(axis=1) @ np.arange(height)) / total
     centre_x = (digit.sum(axis=0) @ np.arange(width)) / total
-    top = int(np.clip(round(SIDE / 2 - centre_y), 0, SIDE - height))
-    left = int(np.clip(round(SIDE / 2 - centre_x), 0, SIDE - width))
+    top = min(max(round(SIDE / 2 - centre_y), 0), SIDE - height)
+    left = min(max(round(SIDE / 2 - centre_x), 0), SIDE - width)
     framed = np.zeros((SIDE, SIDE), dtype=np.float32)
     framed[top : top + height, left : left + width] = digit
     return np.rint(framed * 255).astype(np.uint8)

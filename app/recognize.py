@@ -2,10 +2,12 @@
 
 import base64
 import binascii
+import io
 import re
 
 import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
+from PIL import Image
 
 from app.errors import ApiError
 from app.predictor import postprocess
@@ -21,20 +23,41 @@ HOW_TO_SEND = ("send the image as a multipart field named 'image', as JSON {\"im
 
 @bp.post("/recognize.json")
 def recognize():
+    show_input = wants_model_input()
     images, is_batch = read_images()
     limit = current_app.config["MAX_BATCH"]
     if len(images) > limit:
         raise ApiError(413, "too_many_images", f"{len(images)} images sent: at most {limit} per request")
     digits, failures = preprocess_all(images)
-    rows = iter(current_app.extensions["predictor"].predict(np.stack(digits)) if digits else ())
-    answers = [{"error": failures[i].as_json()} if i in failures else postprocess(next(rows))
-               for i in range(len(images))]
+    probabilities = current_app.extensions["predictor"].predict(np.stack(digits)) if digits else ()
+    read = iter(zip(digits, probabilities))
+    answers = []
+    for index in range(len(images)):
+        if index in failures:
+            answers.append({"error": failures[index].as_json()})
+            continue
+        digit, row = next(read)
+        answers.append(postprocess(row) | ({"model_input": png_data_url(digit)} if show_input else {}))
     if is_batch:
         return jsonify(predictions=answers)
     if failures:
         raise failures[0]
     g.digit, g.confidence = answers[0]["digit"], answers[0]["confidence"]
     return jsonify(answers[0])
+
+
+def wants_model_input():
+    """`?model_input=true` adds to each answer the 28x28 picture the model read, as a PNG data URL."""
+    value = request.args.get("model_input", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid_parameter", f"model_input must be true or false, not {value[:20]!r}")
+    return value in ("true", "1")
+
+
+def png_data_url(digit):
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def preprocess_all(images):

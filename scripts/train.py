@@ -38,6 +38,8 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak of the warm-up + cosine schedule")
+    parser.add_argument("--filters", type=int, nargs=3, default=[24, 48, 96], metavar=("F1", "F2", "F3"),
+                        help="filters of the first convolution and of the two blocks after it (%(default)s)")
     parser.add_argument("--conv-dropout", type=float, default=0.1, help="after each convolutional block")
     parser.add_argument("--dense-dropout", type=float, default=0.3, help="before the classifier")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
@@ -49,20 +51,22 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def build_model(conv_dropout, dense_dropout):
-    """A small CNN (about 8 M multiply-adds per digit) that outputs logits."""
+def build_model(filters, conv_dropout, dense_dropout):
+    """A small CNN that outputs logits: with the default filters about 8 M multiply-adds per digit."""
     import keras
     from keras import layers
 
-    def conv(filters, size, padding="same"):
-        return [layers.Conv2D(filters, size, padding=padding, use_bias=False), layers.BatchNormalization(),
+    first, middle, last = filters
+
+    def conv(count, size, padding="same"):
+        return [layers.Conv2D(count, size, padding=padding, use_bias=False), layers.BatchNormalization(),
                 layers.ReLU()]
 
     return keras.Sequential([
         keras.Input((28, 28, 1)),
-        *conv(24, 5), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
-        *conv(48, 3), *conv(48, 3), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
-        *conv(96, 3, "valid"), *conv(96, 3, "valid"),
+        *conv(first, 5), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
+        *conv(middle, 3), *conv(middle, 3), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
+        *conv(last, 3, "valid"), *conv(last, 3, "valid"),
         layers.Flatten(), layers.Dropout(dense_dropout), layers.Dense(10),
     ], name="digit_cnn")
 
@@ -119,7 +123,7 @@ def main(argv=None):
     batches = batches.prefetch(tf.data.AUTOTUNE)
 
     # Model: a warm-up over the first epoch (or tenth of the run), then cosine decay to zero.
-    model = build_model(args.conv_dropout, args.dense_dropout)
+    model = build_model(args.filters, args.conv_dropout, args.dense_dropout)
     steps = args.epochs * len(batches)
     warmup = min(len(batches), steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(

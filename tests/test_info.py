@@ -1,4 +1,4 @@
-"""/, /healthz, /model.json and /openapi.json, and real responses checked against the OpenAPI description."""
+"""/healthz, /model.json, /openapi.json and the JSON index, and real responses checked against the OpenAPI description."""
 
 import base64
 import io
@@ -37,8 +37,8 @@ def test_model_json_serves_the_committed_card(client):
     response_validator("/model.json", "get", 200).validate(response.get_json())
 
 
-def test_the_index_links_to_every_endpoint(client):
-    links = client.get("/").get_json()
+def test_the_json_index_links_to_every_endpoint(client):
+    links = client.get("/", headers={"Accept": "application/json"}).get_json()
     for key in ("recognize", "health", "model_card", "openapi"):
         assert links[key] in OPENAPI["paths"]
 

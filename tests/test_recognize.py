@@ -241,3 +241,29 @@ def test_a_missing_or_malformed_request_id_is_replaced(client):
 def test_answers_are_json_numbers_a_client_can_use(client):
     body = json.loads(upload(client, encode(mnist_style(9))).get_data())
     assert isinstance(body["digit"], int) and all(isinstance(p, float) for p in body["probabilities"])
+
+
+def test_model_input_shows_the_28x28_picture_the_model_read(client):
+    response = upload(client, encode(draw_digit(4, (300, 200), 150, 14, ink=0, background=255)),
+                      query_string={"model_input": "true"})
+    answer = response.get_json()
+    assert_prediction(answer, 4)
+    prefix = "data:image/png;base64,"
+    assert answer["model_input"].startswith(prefix)
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["model_input"][len(prefix):]))))
+    assert seen.shape == (28, 28) and seen.dtype == np.uint8
+    assert seen[0].max() == 0 and seen[:, 0].max() == 0 and seen.max() == 255  # white ink on black, framed
+    assert "model_input" not in upload(client, encode(mnist_style(4))).get_json()
+
+
+def test_model_input_comes_with_each_answer_of_a_batch_and_not_with_its_errors(client):
+    answers = upload(client, encode(mnist_style(1)), b"not an image", encode(mnist_style(7)),
+                     query_string={"model_input": "1"}).get_json()["predictions"]
+    assert [("model_input" in answer, answer.get("digit")) for answer in answers] == [(True, 1), (False, None),
+                                                                                     (True, 7)]
+    assert answers[0]["model_input"] != answers[2]["model_input"]
+
+
+def test_an_invalid_model_input_value_is_a_400(client):
+    assert_error(upload(client, encode(mnist_style(1)), query_string={"model_input": "maybe"}), 400,
+                 "invalid_parameter")

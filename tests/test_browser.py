@@ -1,0 +1,151 @@
+"""The page in a real browser: headless Debian Chromium driven by Playwright, against the app on loopback.
+
+Needs `apt-get install -y chromium` (the README's test command and .ci/run install it).
+"""
+
+import re
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from tests.images import STROKES, encode, paper_photo
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]
+ANSWER = re.compile(r"^(\d) \u2014 (\d+)% sure$")
+
+
+@pytest.fixture(scope="module")
+def url():
+    server = make_server("127.0.0.1", 0, create_app({"TESTING": True}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    """A fresh page on the service that records every console error and uncaught exception."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.goto(url)
+    yield page
+    context.close()
+
+
+def draw(page, digit):
+    """Draw `digit` on the canvas with the mouse, stroke by stroke, as a person would."""
+    box = page.locator("#pad").bounding_box()
+    left, top, side = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.15, box["width"] * 0.5
+    for line in STROKES[digit]:
+        points = [(left + x * side * 0.75 + side * 0.125, top + y * side * 1.4) for x, y in line]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=8)
+        page.mouse.up()
+
+
+def answer(page):
+    """The digit and confidence the status region reads out, once an answer has arrived."""
+    status = page.get_by_role("status")
+    page.wait_for_function("() => /sure$/.test(document.getElementById('status').textContent)")
+    found = ANSWER.match(status.inner_text().strip())
+    assert found, status.inner_text()
+    return int(found[1]), int(found[2])
+
+
+def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
+    draw(page, 7)
+    page.get_by_role("button", name="Recognize").click()
+    digit, percent = answer(page)
+    assert digit == 7 and percent >= 50
+    winner = page.locator("#chart li.winner .label")
+    assert winner.inner_text() == "7"
+    seen = page.locator("#model-input")
+    assert seen.is_visible()
+    assert seen.evaluate("image => [image.naturalWidth, image.naturalHeight]") == [28, 28]
+    page.screenshot(path=artefacts / "page-drawn-7.png", full_page=True)
+
+    page.get_by_role("button", name="Clear").click()
+    assert page.get_by_role("status").inner_text().startswith("Cleared")
+    assert not seen.is_visible()
+    page.get_by_role("button", name="Recognize").click()
+    assert page.get_by_role("status").inner_text() == "Draw a digit first: the canvas is blank."
+
+    photo = tmp_path / "photo-of-a-5.jpg"
+    photo.write_bytes(encode(paper_photo(5, size=(1200, 900)), "JPEG", quality=85))
+    page.get_by_label("Choose a photo, scan or image of a digit").set_input_files(photo)
+    assert answer(page)[0] == 5
+    page.screenshot(path=artefacts / "page-uploaded-5.png", full_page=True)
+    assert page.problems == []
+
+
+def test_an_unreadable_file_says_so_plainly(page, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a PNG")
+    page.get_by_label("Choose a photo, scan or image of a digit").set_input_files(broken)
+    status = page.get_by_role("status")
+    page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
+    assert status.inner_text() == ("That file could not be read as an image. "
+                                   "Try a PNG, JPEG, GIF, BMP, TIFF or WebP.")
+    # The 400 shows in the console as a failed resource: the page itself raised nothing.
+    assert [problem for problem in page.problems if "400" not in problem] == []
+
+
+def test_the_controls_work_from_the_keyboard_with_a_visible_focus(page):
+    draw(page, 1)
+    page.wait_for_function("() => /sure$/.test(document.getElementById('status').textContent)")
+    page.get_by_role("button", name="Clear").focus()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    page.keyboard.press("Enter")
+    assert page.get_by_role("status").inner_text().startswith("Cleared")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.id") == "recognize"
+    page.keyboard.press("Enter")
+    assert page.get_by_role("status").inner_text() == "Draw a digit first: the canvas is blank."
+    assert outline == "solid"
+    assert page.problems == []
+
+
+def test_the_page_fits_a_phone_and_draws_with_touch(browser, url, artefacts):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(url)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    box = page.locator("#pad").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+    touch = context.new_cdp_session(page)  # real touch input, as a finger on a phone sends it
+    x = box["x"] + box["width"] / 2
+    points = [{"x": x, "y": box["y"] + box["height"] * (0.2 + 0.06 * step)} for step in range(11)]
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [points[0]]})
+    for point in points[1:]:
+        touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    assert answer(page)[0] == 1
+    page.screenshot(path=artefacts / "page-phone.png", full_page=True)
+    context.close()
+    assert problems == []

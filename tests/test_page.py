@@ -1,0 +1,57 @@
+"""GET /: the page a person opens, its static files and the security headers, through the Flask client."""
+
+import re
+
+import pytest
+
+from app.page import SECURITY_HEADERS
+from tests.conftest import ROOT
+
+
+def test_a_browser_gets_the_page_with_the_model_card_figures(client, app):
+    response = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    card = app.extensions["predictor"].card
+    assert f"{card['accuracy']['test'] * 100:.2f}%" in page and card["version"] in page
+    assert 'role="status"' in page and '<canvas id="pad"' in page and 'type="file"' in page
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
+def test_curl_without_an_accept_header_gets_the_page_and_json_clients_the_index(client):
+    assert client.get("/", headers={"Accept": "*/*"}).mimetype == "text/html"
+    assert client.get("/", headers={"Accept": "application/json"}).get_json()["recognize"] == "/recognize.json"
+
+
+def test_the_page_has_no_inline_script_or_style_and_everything_it_loads_is_served(client):
+    page = client.get("/").get_data(as_text=True)
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline script: the CSP forbids it"
+    assert "<style" not in page and " style=" not in page and " on" + "click=" not in page
+    links = re.findall(r'(?:src|href)="(/[^"]*)"', page)
+    assert {"/static/app.js", "/static/style.css", "/confusion.png"} <= {link.split("?")[0] for link in links}
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
+@pytest.mark.parametrize("path", ["/", "/recognize.json", "/static/app.js", "/healthz", "/no-such-page"])
+def test_every_response_carries_the_security_headers(client, path):
+    response = client.get(path)
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    policy = response.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in policy and "script-src 'self'" in policy
+
+
+def test_static_files_are_cached_and_versioned_by_their_content(client):
+    page = client.get("/").get_data(as_text=True)
+    script = re.search(r'src="(/static/app\.js\?v=[0-9a-f]{12})"', page)[1]
+    response = client.get(script)
+    assert response.mimetype == "text/javascript"
+    assert "max-age=86400" in response.headers["Cache-Control"]
+    assert response.get_data() == (ROOT / "app" / "static" / "app.js").read_bytes()
+
+
+def test_the_confusion_picture_is_the_model_cards(client):
+    response = client.get("/confusion.png")
+    assert response.mimetype == "image/png"
+    assert response.get_data() == (ROOT / "model" / "confusion.png").read_bytes()
