@@ -2,8 +2,11 @@
 
 import ctypes
 import gc
+import glob
 import os
+import shutil
 import sys
+import tempfile
 
 # One compute thread per worker: the workers are the parallelism, and XLA splitting a small convolution
 # over threads that the other worker also needs measured ~10% fewer requests/s (scripts/bench.py).
@@ -18,7 +21,14 @@ def release_freed_memory():
         pass
 
 
+# Each worker writes its metrics here and GET /metrics adds them up (prometheus-client's multiprocess
+# mode); set before the app, and with it prometheus_client, is imported.
+OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digit-recognition-metrics-")
+
 from app.predictor import ModelError, checked_card  # noqa: E402
+from prometheus_client import multiprocess  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
 
@@ -34,6 +44,7 @@ keepalive = 5
 accesslog = None  # the app logs one line per request, with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+control_socket_disable = True  # no runtime control interface: nothing uses it, and nothing to guard
 forwarded_allow_ips = "*"  # behind Heroku's router, which sets X-Forwarded-For/Proto
 
 
@@ -42,8 +53,22 @@ def post_worker_init(worker):
     release_freed_memory()
 
 
+def on_exit(server):
+    """Remove the metrics folder this configuration made (one given from outside is left as it is)."""
+    if OWN_METRICS_DIR:
+        shutil.rmtree(OWN_METRICS_DIR, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    """A worker has gone: its live gauges stop counting (its counters stay in the totals)."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def on_starting(server):
-    """Refuse to start, with one line, when the model file is missing or is not the one its card describes."""
+    """Refuse to start, with one line, when the model file is missing or is not the one its card describes;
+    start the metrics afresh (a PROMETHEUS_MULTIPROC_DIR given from outside may hold an earlier run's)."""
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
     model_path = os.environ.get("MODEL_PATH", os.path.join(os.path.dirname(__file__), "model", "model.h5"))
     try:
         checked_card(model_path)

@@ -5,27 +5,39 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Request
 from PIL import Image, ImageDraw
 
-from app import errors, info, monitoring, page, recognize, request_log
+from app import cors, deadline, errors, info, metrics, monitoring, page, recognize, request_log
 from app.predictor import Predictor
 
 DEFAULTS = {
     "MODEL_PATH": str(Path(__file__).resolve().parents[1] / "model" / "model.h5"),
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
-    "MAX_IMAGE_PIXELS": 50_000_000,
+    "MAX_IMAGE_PIXELS": 16_000_000,  # decoded pixels: a 16 MP RGBA PNG peaks near 200 MB in a worker
     "MAX_BATCH": 64,
     "SENTRY_DSN": "",
     "SENTRY_ENVIRONMENT": "production",
+    "REQUEST_TIMEOUT": 10.0,
+    "LOW_CONFIDENCE": 0.5,
+    "CORS_ORIGINS": "",
     "LOG_LEVEL": "INFO",
     "SEND_FILE_MAX_AGE_DEFAULT": 24 * 3600,
 }
 
 
+class InMemoryRequest(Request):
+    """Uploads stay in memory, bounded by MAX_CONTENT_LENGTH: Werkzeug would write a file part over
+    500 KB to a temporary file, and nothing from an upload is ever written to disk."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
+
+
 def create_app(test_config=None):
     """The application: configuration from DEFAULTS, then the environment, then `test_config`."""
     app = Flask(__name__)
+    app.request_class = InMemoryRequest
     app.config.from_mapping(DEFAULTS)
     app.config.from_mapping(_from_environment())
     app.config.from_mapping(test_config or {})
@@ -34,11 +46,15 @@ def create_app(test_config=None):
 
     app.extensions["predictor"] = Predictor.load(app.config["MODEL_PATH"])
     errors.register_error_handlers(app)
+    metrics.register_metrics(app)
     request_log.register_request_log(app)
     page.register_security_headers(app)
+    cors.register_cors(app)
+    deadline.register_deadline(app)  # last: its after-request step runs first
     app.register_blueprint(recognize.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(metrics.bp)
     monitoring.init_sentry(app)
     _warm_up(app)
     return app
@@ -52,7 +68,8 @@ def _warm_up(app):
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
     app.test_client().post("/recognize.json", data=buffer.getvalue(),
-                           headers={"Content-Type": "image/png", "X-Request-ID": "warm-up"})
+                           headers={"Content-Type": "image/png", "X-Request-ID": "warm-up"},
+                           environ_base={metrics.WARM_UP: True})
 
 
 def _from_environment():

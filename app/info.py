@@ -1,9 +1,12 @@
-"""What the service is and whether it is up: /healthz, /model.json, /openapi.json and the JSON index."""
+"""What the service is and whether it is up: /healthz (alive), /readyz (ready), /model.json, /openapi.json
+and the JSON index."""
 
 import json
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, url_for
+
+from app.errors import ApiError
 
 bp = Blueprint("info", __name__)
 
@@ -17,6 +20,8 @@ def service_index():
         model_version=current_app.extensions["predictor"].version,
         recognize=url_for("recognize.recognize"),
         health=url_for("info.health"),
+        ready=url_for("info.ready"),
+        metrics=url_for("metrics.metrics"),
         model_card=url_for("info.model_card"),
         openapi=url_for("info.openapi"),
     )
@@ -24,8 +29,17 @@ def service_index():
 
 @bp.get("/healthz")
 def health():
-    """The app only starts once the model is loaded and checked, so answering means ready."""
+    """Liveness: the process answers. Cheap, and never touches the model."""
     return jsonify(status="ok", model_version=current_app.extensions["predictor"].version)
+
+
+@bp.get("/readyz")
+def ready():
+    """Readiness: the loaded model reads a known digit correctly right now (about a millisecond)."""
+    predictor = current_app.extensions["predictor"]
+    if not predictor.reads_correctly():
+        raise ApiError(503, "not_ready", "the model does not read its check digit correctly")
+    return jsonify(status="ready", model_version=predictor.version)
 
 
 @bp.get("/model.json")

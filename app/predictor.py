@@ -35,6 +35,12 @@ class Predictor:
         card = checked_card(model_path)
         return cls(_load_keras_model(str(model_path), card["sha256"]), card)
 
+    def reads_correctly(self):
+        """Whether the model reads a plain "1" (a vertical bar in MNIST's framing) as 1: readiness."""
+        bar = np.zeros((1, 28, 28), dtype=np.uint8)
+        bar[0, 4:24, 13:16] = 255
+        return int(self.predict(bar)[0].argmax()) == 1
+
     def predict(self, digits):
         """Probabilities (n, 10) for uint8 MNIST-convention digits (n, 28, 28), in order."""
         pixels = to_model_input(digits)

@@ -25,6 +25,9 @@ MIN_CONTRAST = 0.08  # ink must differ from its background by this much (and by 
 PAPER_PERCENTILE = 5  # the paper's level is read this far up the (ink-up) histogram: ink may cover 95%
 GRID = 16  # cells along the longest side of a large picture, over which its lighting may vary
 LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
+# The formats the service reads. Pillow's other decoders are rarely needed attack surface, and its EPS
+# reader runs Ghostscript on the upload wherever Ghostscript is installed.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 Image.init()  # register every format now, not during the first request
@@ -48,15 +51,16 @@ def preprocess(data, max_pixels):
 
 
 def decode(data, max_pixels):
-    """Bytes to an upright Pillow image (first frame), refusing more than `max_pixels` before decoding."""
+    """Bytes to an upright Pillow image (first frame), refusing to decode more than `max_pixels`."""
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > max_pixels:
-            raise ImageTooLarge(f"the image is {image.width}x{image.height}: at most {max_pixels:,} pixels")
-        if image.width == 0 or image.height == 0:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        width, height = image.size
+        if width == 0 or height == 0:
             raise InvalidImage("the image has no pixels")
-        if image.format == "JPEG":
+        if image.format == "JPEG":  # decoded at down to 1/8 scale: a 48-megapixel photo costs under one
             image.draft(image.mode, (WORK_SIDE, WORK_SIDE))
+        if image.width * image.height > max_pixels:  # what would be decoded, before any of it is
+            raise ImageTooLarge(f"the image is {width}x{height}: at most {max_pixels:,} pixels are decoded")
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         image.load()
@@ -93,7 +97,7 @@ def frame_digit(ink):
     Strokes far thinner than any MNIST pen (a fine pen photographed large) are thickened to MNIST's
     typical width first. An MNIST digit comes back as it was (to within one grey level).
     """
-    ink = np.asarray(ink, dtype=np.float32)
+    ink = np.nan_to_num(np.clip(np.asarray(ink, dtype=np.float32), 0, 1))  # NaN or values off [0, 1] break nothing
     rows, cols = _extent(ink >= INK_LEVEL)
     if rows is None:
         raise NoDigit("the image has no ink: draw or photograph one digit")
@@ -118,8 +122,7 @@ def frame_digits(digits):
 def _planes(image):
     """Luminance and alpha (or None) as float32 in [0, 1], reduced to at most WORK_SIDE a side."""
     if max(image.size) > WORK_SIDE:
-        image = image.convert("RGBA" if _has_alpha(image) else "RGB") if image.mode in ("P", "1", "CMYK") else image
-        image = image.copy()
+        image = _resizable(image)
         image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     alpha = None
     if _has_alpha(image):
@@ -129,10 +132,29 @@ def _planes(image):
         if alpha.min() > 0.99:
             alpha = None
     if image.mode.startswith("I") or image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)  # 16- or 32-bit: scaled to its own range, never clipped
+        # 16- or 32-bit: scaled to its own range, never clipped. A float image's NaN and infinities become
+        # numbers, and float64 holds the widest float32 range without overflowing.
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32)).astype(np.float64)
         values -= min(float(values.min()), 0.0)
-        return values / max(float(values.max()), 1e-6), alpha
+        return (values / max(float(values.max()), 1e-6)).astype(np.float32), alpha
+    if image.mode == "LAB":
+        image = image.getchannel("L")  # its lightness: Pillow converts LAB to no other mode
     return np.asarray(image.convert("L"), dtype=np.float32) / 255, alpha
+
+
+def _resizable(image):
+    """A new image for `thumbnail` to reduce in place, in a mode it can average: palette and CMYK pictures
+    as RGB (or RGBA), 1-bit ones as greys, 16-bit ones as 32-bit (it cannot reduce them). The conversion is
+    the copy, not a second one: a 50-megapixel picture can be a few kilobytes of PNG."""
+    if image.mode in ("P", "1", "CMYK") and _has_alpha(image):
+        return image.convert("RGBA")
+    if image.mode in ("P", "CMYK"):
+        return image.convert("RGB")
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    return image.copy()
 
 
 def _has_alpha(image):

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from PIL import Image
 
 from app.errors import ApiError
+from app.metrics import observe_answers
 from app.predictor import postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, preprocess
 
@@ -25,9 +26,6 @@ HOW_TO_SEND = ("send the image as a multipart field named 'image', as JSON {\"im
 def recognize():
     show_input = wants_model_input()
     images, is_batch = read_images()
-    limit = current_app.config["MAX_BATCH"]
-    if len(images) > limit:
-        raise ApiError(413, "too_many_images", f"{len(images)} images sent: at most {limit} per request")
     digits, failures = preprocess_all(images)
     probabilities = current_app.extensions["predictor"].predict(np.stack(digits)) if digits else ()
     read = iter(zip(digits, probabilities))
@@ -38,6 +36,7 @@ def recognize():
             continue
         digit, row = next(read)
         answers.append(postprocess(row) | ({"model_input": png_data_url(digit)} if show_input else {}))
+    observe_answers(answers)
     if is_batch:
         return jsonify(predictions=answers)
     if failures:
@@ -87,17 +86,34 @@ def read_images():
     a batch (whose answer is a list)."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        images = [file.read() for file in request.files.getlist("image")]
-        if not images:
+        files = request.files.getlist("image")
+        if not files:
             raise ApiError(400, "no_image", f"no file field named 'image' was sent: {HOW_TO_SEND}")
-        return images, len(images) > 1
+        _within_batch_limit(len(files))
+        return [file.read() for file in files], len(files) > 1
     if mimetype == "application/json":
-        return _from_json(request.get_json(silent=True))
+        return _from_json(_json_body())
     if mimetype.startswith("image/") or mimetype in RAW_TYPES:
         return [request.get_data()], False
     if not mimetype and not request.content_length:
         raise ApiError(400, "no_image", f"no image was sent: {HOW_TO_SEND}")
     raise ApiError(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted: {HOW_TO_SEND}")
+
+
+def _within_batch_limit(count):
+    """Refuse a batch over MAX_BATCH before any of its images is read or decoded."""
+    limit = current_app.config["MAX_BATCH"]
+    if count > limit:
+        raise ApiError(413, "too_many_images", f"{count} images sent: at most {limit} per request")
+
+
+def _json_body():
+    """The parsed JSON body, or None when it is not JSON. JSON nested deeper than Python's parser can
+    follow raises RecursionError, not the ValueError that `silent` covers, so it is caught here."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
 
 
 def _from_json(body):
@@ -106,6 +122,7 @@ def _from_json(body):
     if isinstance(body.get("image"), str):
         return [_decode_base64(body["image"], "image")], False
     if isinstance(body.get("images"), list) and body["images"]:
+        _within_batch_limit(len(body["images"]))
         if not all(isinstance(item, str) for item in body["images"]):
             raise ApiError(400, "invalid_json", '"images" must be a list of base64 strings')
         return [_decode_base64(item, f"images[{i}]") for i, item in enumerate(body["images"])], True

@@ -78,12 +78,12 @@ def main(argv=None):
 
 def serving_venv(venv):
     """The environment that runs the service as deployed: without the training stack (TensorFlow), which
-    Keras would otherwise import while reading the .h5 file."""
-    if not (venv / "bin" / "gunicorn").exists():
+    Keras would otherwise import while reading the .h5 file. Made if missing, brought up to date if not."""
+    if not (venv / "bin" / "python").exists():
         print(f"making {venv} from requirements.txt ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
-                       check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
+                   check=True)
     return {"PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]), "WEB_CONCURRENCY": "2"}
 
 
@@ -119,11 +119,12 @@ def hey(url, body, *options):
     output = subprocess.run(["hey", *options, "-m", "POST", "-T", f"multipart/form-data; boundary={BOUNDARY}",
                              "-D", str(body), url], capture_output=True, text=True, check=True).stdout
     statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
-    errors = sum(count for code, count in statuses.items() if code != 200)
+    failures = 0  # connections refused or reset, timeouts: requests that got no HTTP answer at all
     if "Error distribution:" in output:
-        errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", output.split("Error distribution:")[1], re.MULTILINE))
+        failures = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", output.split("Error distribution:")[1], re.MULTILINE))
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1]),
-            "p50": percentile(output, 50), "p99": percentile(output, 99), "errors": errors}
+            "p50": percentile(output, 50), "p99": percentile(output, 99), "statuses": statuses,
+            "no answer": failures, "errors": failures + sum(count for code, count in statuses.items() if code != 200)}
 
 
 def percentile(output, percent):

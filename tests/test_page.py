@@ -1,11 +1,13 @@
 """GET /: the page a person opens, its static files and the security headers, through the Flask client."""
 
+import io
 import re
 
 import pytest
 
 from app.page import SECURITY_HEADERS
 from tests.conftest import ROOT
+from tests.images import encode, mnist_style
 
 
 def test_a_browser_gets_the_page_with_the_model_card_figures(client, app):
@@ -55,3 +57,29 @@ def test_the_confusion_picture_is_the_model_cards(client):
     response = client.get("/confusion.png")
     assert response.mimetype == "image/png"
     assert response.get_data() == (ROOT / "model" / "confusion.png").read_bytes()
+
+
+def test_cors_is_off_by_default(client):
+    response = client.post("/recognize.json", headers={"Origin": "https://elsewhere.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_cors_allows_only_the_listed_origins_and_answers_their_preflight():
+    from app import create_app
+
+    client = create_app({"TESTING": True, "CORS_ORIGINS": "https://a.example, https://b.example/"}).test_client()
+    preflight = client.options("/recognize.json", headers={
+        "Origin": "https://b.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://b.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    answer = client.post("/recognize.json", data={"image": (io.BytesIO(encode(mnist_style(2))), "2.png")},
+                         headers={"Origin": "https://a.example"})
+    assert answer.get_json()["digit"] == 2
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://a.example"
+    assert "X-Model-Version" in answer.headers["Access-Control-Expose-Headers"]
+    assert "Origin" in answer.headers["Vary"]
+    refused = client.post("/recognize.json", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in refused.headers

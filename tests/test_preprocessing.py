@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import DEFAULTS
 from app.preprocessing import (ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, preprocess,
                                to_model_input)
 from tests.images import draw_digit, encode, paper_photo
 from tests.test_recognize import png_header_only
 
-LIMIT = 50_000_000
+LIMIT = DEFAULTS["MAX_IMAGE_PIXELS"]
 
 
 def white_on_black(digit=4, size=(280, 280), box=200, stroke=18, offset=(0, 0)):

@@ -267,3 +267,11 @@ def test_model_input_comes_with_each_answer_of_a_batch_and_not_with_its_errors(c
 def test_an_invalid_model_input_value_is_a_400(client):
     assert_error(upload(client, encode(mnist_style(1)), query_string={"model_input": "maybe"}), 400,
                  "invalid_parameter")
+
+
+def test_a_48_megapixel_phone_jpeg_is_read_but_a_png_that_size_is_refused(client):
+    photo = Image.new("L", (8000, 6000), 235)
+    photo.paste(draw_digit(3, (3000, 3000), 2400, 160, ink=30, background=235), (2500, 1500))
+    data = encode(photo, "JPEG", quality=80)  # decoded at 1/8 scale: about 0.75 MP
+    assert_prediction(upload(client, data).get_json(), 3)
+    assert_error(upload(client, png_header_only(8000, 6000)), 413, "image_too_large")
