@@ -46,14 +46,7 @@ def main(argv=None):
     parser.add_argument("--service-venv", type=Path, default=ROOT / ".venv-serve",
                         help="a virtualenv with requirements.txt only, as Heroku installs it; made if missing")
     args = parser.parse_args(argv)
-    if not shutil.which("hey"):
-        print("bench.py: the load generator `hey` is not installed: apt-get install hey", file=sys.stderr)
-        return 2
-    try:
-        digits = load_mnist()
-    except DataError as error:
-        print(f"bench.py: {error}", file=sys.stderr)
-        return 2
+    digits = ready_to_measure("bench.py")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     one = multipart(work / "one.body", digits.x_test[:1])
     batch = multipart(work / "batch.body", digits.x_test[:64])
@@ -74,6 +67,18 @@ def main(argv=None):
     print_table(results)
     shutil.rmtree(work)
     return 0
+
+
+def ready_to_measure(program):
+    """The MNIST digits, once `hey` and the data are there; otherwise one line on stderr and exit status 2."""
+    problem = None if shutil.which("hey") else "the load generator `hey` is not installed: apt-get install hey"
+    if problem is None:
+        try:
+            return load_mnist()
+        except DataError as error:
+            problem = error
+    print(f"{program}: {problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def serving_venv(venv):

@@ -32,10 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts and tests
 
 from scripts.bench import (BOUNDARY, free_port, hey, multipart, procfile_web_line, pss_megabytes,  # noqa: E402
-                           serving_venv, wait_until_healthy)
+                           ready_to_measure, serving_venv, wait_until_healthy)
 from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import photo  # noqa: E402
-from scripts.mnist_data import DataError, load_mnist  # noqa: E402
 
 # name: (connections, share of the requests, expected status)
 KINDS = {"mnist": (44, 0.86, 200), "photo": (8, 0.06, 200), "broken": (8, 0.06, 400), "batch": (4, 0.02, 200)}
@@ -46,11 +45,7 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=50_000, help="requests in all (%(default)s)")
     parser.add_argument("--service-venv", type=Path, default=ROOT / ".venv-serve")
     args = parser.parse_args(argv)
-    try:
-        digits = load_mnist()
-    except DataError as error:
-        print(f"loadtest.py: {error}", file=sys.stderr)
-        return 2
+    digits = ready_to_measure("loadtest.py")
     work = Path(tempfile.mkdtemp(prefix="loadtest-"))
     picture, _, note = photo(digits.x_test[1], np.random.default_rng(1), 0)
     print(f"photo: {note}, {len(picture):,} bytes", file=sys.stderr)
