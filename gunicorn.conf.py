@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 # One compute thread per worker: the workers are the parallelism, and XLA splitting a small convolution
 # over threads that the other worker also needs measured ~10% fewer requests/s (scripts/bench.py).
@@ -31,6 +32,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digit-recognition-metrics-")
 
 from app.predictor import ModelError, checked_card  # noqa: E402
+from gunicorn.workers.sync import StopWaiting, SyncWorker  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
@@ -38,9 +40,33 @@ import keras  # noqa: E402,F401  imported once here, in the master: the workers 
 release_freed_memory()
 gc.freeze()  # the master's objects: the workers' garbage collector leaves them, and their pages, shared
 
+class DrainingSyncWorker(SyncWorker):
+    """A sync worker that, on SIGTERM, first answers the connections already queued on the listening
+    socket, then exits. Gunicorn's own stops at once, and the kernel resets whatever is still queued when
+    the last worker closes the socket: on Heroku, an H13 for every request that arrived during a restart
+    (benoitc/gunicorn#3397). Draining stops 5 s before graceful_timeout, when the master would SIGKILL.
+    Written against gunicorn 27's SyncWorker (pinned); tests/test_gunicorn.py holds it to its promise."""
+
+    drain_until = None
+
+    def handle_exit(self, sig, frame):
+        if self.drain_until is None:  # Heroku signals the master and the workers: the first one counts
+            self.drain_until = time.monotonic() + max(self.cfg.graceful_timeout - 5, 0)
+
+    def wait(self, timeout):
+        if self.drain_until is not None:  # called only once accept() found the queue empty
+            raise StopWaiting
+        return super().wait(timeout)
+
+    def handle(self, listener, client, addr):
+        super().handle(listener, client, addr)
+        if self.drain_until is not None and time.monotonic() > self.drain_until:
+            self.alive = False
+
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+worker_class = DrainingSyncWorker
 timeout = 30  # a request that takes longer is stuck: the worker is replaced
 graceful_timeout = 20  # on SIGTERM finish in-flight requests, well inside Heroku's 30 s before SIGKILL
 keepalive = 5

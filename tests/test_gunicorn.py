@@ -4,6 +4,7 @@ The fault tests (issue 7) watch the server from outside as an operator would, th
 master's children are its workers, and a worker holds the TCP connection of the request it is serving (a
 sync worker holds exactly one at a time, from accepting it until the answer is sent)."""
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import http.client
@@ -183,6 +184,13 @@ def tcp_table():
                 sockets.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
                                 fields[3], unacknowledged, unread, fields[9]))
     return sockets
+
+
+def queued_on(port):
+    """Client ports of the connections on `port` that the kernel has completed, with request bytes
+    waiting, and that no worker has accepted yet (no process owns them: inode 0)."""
+    return [peer for local, peer, state, _, unread, inode in tcp_table()
+            if local == port and state == "01" and inode == "0" and unread > 0]
 
 
 def tcp_sockets(pid, port):
@@ -437,17 +445,18 @@ def test_a_worker_killed_under_load_is_replaced_and_the_service_keeps_answering(
     assert "Traceback" not in process.output()
 
 
-def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_seconds(own_server):
-    """Each worker is mid-way through reading a 64-digit batch when SIGTERM reaches the master (the way
-    Heroku's dyno manager stops a dyno): both batches are answered in full, then the server exits with
-    status 0 within Heroku's 30 s grace, and refuses connections after.
-
-    In flight means accepted by a worker: one upload per worker, so none waits in the listening socket's
-    queue. gunicorn's workers stop accepting on SIGTERM, and the kernel resets a connection still queued
-    there when the last worker exits (benoitc/gunicorn#3397)."""
+@pytest.mark.parametrize("every_process", [False, True], ids=["to the master", "to every process, as Heroku"])
+def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_seconds(own_server, every_process):
+    """Each worker is mid-way through reading a 64-digit batch, and four more requests wait in the
+    listening socket's queue, when SIGTERM reaches the master (the way Heroku's dyno manager stops a
+    dyno): all six are answered in full, then the server exits with status 0 within Heroku's 30 s
+    grace, and refuses connections after. Gunicorn's own sync workers would stop accepting at once and
+    the kernel would reset the queued four (benoitc/gunicorn#3397): gunicorn.conf.py's workers drain."""
     port, process = own_server
     batches = [[(i * 3 + offset) % 10 for i in range(64)] for offset in range(WORKERS)]
     uploads = [SlowUpload(port, *multipart(digits)) for digits in batches]
+    waiting = [3, 5, 8, 9]
+    pool = concurrent.futures.ThreadPoolExecutor(len(waiting))
     try:
         holders = held_by_workers(uploads, port, process)
         workers = set(holders.values())
@@ -456,8 +465,13 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_sec
             upload.send_half()
         wait_for(lambda: all(all_read(port, upload.client_port) for upload in uploads), 30,
                  "the workers reading the first half of the uploads")
+        queued = [pool.submit(recognize, port, digit) for digit in waiting]
+        wait_for(lambda: len(queued_on(port)) == len(waiting), 30, "the other requests queuing on the socket")
 
         process.send_signal(signal.SIGTERM)
+        if every_process:
+            for worker in workers:
+                os.kill(worker, signal.SIGTERM)
         terminated = time.monotonic()
         # The master closes its listening socket and, in the next statements, sends SIGTERM on to the
         # workers; half a second more is a wide margin for that, not a measure of anything.
@@ -465,15 +479,19 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_sec
         time.sleep(0.5)
         assert all(upload.client_port in clients_held_by(holders[upload], port) for upload in uploads)
         answers = [upload.finish() for upload in uploads]
+        drained = [exchange.result() for exchange in queued]
     finally:
         for upload in uploads:
             upload.close()
+        pool.shutdown()
 
     for digits, (status, _, body) in zip(batches, answers):
         assert status == 200, body
         assert [prediction["digit"] for prediction in body["predictions"]] == digits
+    assert [(exchange.status, exchange.error, exchange.answer["digit"] if exchange.answer else None)
+            for exchange in drained] == [(200, None, digit) for digit in waiting]
     assert process.wait(timeout=HEROKU_GRACE - (time.monotonic() - terminated)) == 0
-    print(f"\n{len(uploads)} requests in flight; the server exited {time.monotonic() - terminated:.2f} s "
+    print(f"\n{len(uploads)} requests in flight and {len(waiting)} queued; the server exited {time.monotonic() - terminated:.2f} s "
           f"after SIGTERM (0.5 s of it the test holding the uploads)")
     assert not any(process_state(pid) for pid in workers)
     with pytest.raises(ConnectionRefusedError):
