@@ -6,8 +6,8 @@ Starts the Procfile's web line (two sync workers) from the serving virtualenv as
 warms it up, reads the whole server's RSS and PSS (master and workers), then runs four `hey` clients at
 once, 64 connections in all, each sending one kind of request:
 
-  mnist     44 connections   a 28x28 MNIST test digit, PNG            expects 200
-  photo      8 connections   a phone-style JPEG of an MNIST digit     expects 200
+  mnist     40 connections   a 28x28 MNIST test digit, PNG            expects 200
+  photo     12 connections   a phone-style JPEG of an MNIST digit     expects 200
   broken     8 connections   bytes that are not an image              expects 400 invalid_image
   batch      4 connections   64 MNIST digits in one request           expects 200
 
@@ -37,7 +37,7 @@ from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import photo  # noqa: E402
 
 # name: (connections, share of the requests, expected status)
-KINDS = {"mnist": (44, 0.86, 200), "photo": (8, 0.06, 200), "broken": (8, 0.06, 400), "batch": (4, 0.02, 200)}
+KINDS = {"mnist": (40, 0.86, 200), "photo": (12, 0.06, 200), "broken": (8, 0.06, 400), "batch": (4, 0.02, 200)}
 
 
 def main(argv=None):
@@ -69,7 +69,7 @@ def main(argv=None):
 
         def run(kind):
             connections, share, _ = KINDS[kind]
-            count = max(connections, round(args.requests * share))
+            count = max(connections, round(args.requests * share / connections) * connections)  # hey: n per conn
             results[kind] = hey(url, bodies[kind], "-n", str(count), "-c", str(connections), "-t", "60")
 
         threads = [threading.Thread(target=run, args=(kind,)) for kind in KINDS]
