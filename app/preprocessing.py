@@ -97,7 +97,7 @@ def frame_digit(ink):
     Strokes far thinner than any MNIST pen (a fine pen photographed large) are thickened to MNIST's
     typical width first. An MNIST digit comes back as it was (to within one grey level).
     """
-    ink = np.nan_to_num(np.clip(np.asarray(ink, dtype=np.float32), 0, 1))  # NaN or values off [0, 1] break nothing
+    ink = np.fmin(np.fmax(np.asarray(ink, dtype=np.float32), 0), 1)  # NaN to 0, the rest into [0, 1]
     rows, cols = _extent(ink >= INK_LEVEL)
     if rows is None:
         raise NoDigit("the image has no ink: draw or photograph one digit")
