@@ -3,6 +3,7 @@
 Needs `apt-get install -y chromium` (the README's test command and .ci/run install it).
 """
 
+import base64
 import re
 import shutil
 import threading
@@ -11,7 +12,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.images import STROKES, encode, paper_photo
+from tests.images import STROKES, draw_digit, encode, paper_photo
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -149,3 +150,19 @@ def test_the_page_fits_a_phone_and_draws_with_touch(browser, url, artefacts):
     page.screenshot(path=artefacts / "page-phone.png", full_page=True)
     context.close()
     assert problems == []
+
+
+def test_an_image_dropped_on_the_page_is_read(page):
+    picture = base64.b64encode(encode(draw_digit(2, (240, 240), 180, 16, ink=20, background=250))).decode()
+    dropped = page.evaluate_handle("""(picture) => {
+        const bytes = Uint8Array.from(atob(picture), (c) => c.charCodeAt(0));
+        const files = new DataTransfer();
+        files.items.add(new File([bytes], "two.png", { type: "image/png" }));
+        return files;
+    }""", picture)
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": dropped})
+    assert "dragging" in page.locator("#drop").get_attribute("class")
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    assert answer(page)[0] == 2
+    assert "dragging" not in page.locator("#drop").get_attribute("class")
+    assert page.problems == []
