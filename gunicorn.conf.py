@@ -31,14 +31,15 @@ OWN_METRICS_DIR = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digit-recognition-metrics-")
 
+from app import DEFAULTS  # noqa: E402
 from app.predictor import ModelError, checked_card  # noqa: E402
 from gunicorn.workers.sync import StopWaiting, SyncWorker  # noqa: E402
-from prometheus_client import multiprocess  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
 
 release_freed_memory()
 gc.freeze()  # the master's objects: the workers' garbage collector leaves them, and their pages, shared
+
 
 class DrainingSyncWorker(SyncWorker):
     """A sync worker that, on SIGTERM, first answers the connections already queued on the listening
@@ -96,17 +97,12 @@ def on_exit(server):
         shutil.rmtree(OWN_METRICS_DIR, ignore_errors=True)
 
 
-def child_exit(server, worker):
-    """A worker has gone: its live gauges stop counting (its counters stay in the totals)."""
-    multiprocess.mark_process_dead(worker.pid)
-
-
 def on_starting(server):
     """Refuse to start, with one line, when the model file is missing or is not the one its card describes;
     start the metrics afresh (a PROMETHEUS_MULTIPROC_DIR given from outside may hold an earlier run's)."""
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(stale)
-    model_path = os.environ.get("MODEL_PATH", os.path.join(os.path.dirname(__file__), "model", "model.h5"))
+    model_path = os.environ.get("MODEL_PATH", DEFAULTS["MODEL_PATH"])
     try:
         checked_card(model_path)
     except ModelError as error:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 from flask import Flask, Request
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app import cors, deadline, errors, info, metrics, monitoring, page, recognize, request_log
-from app.predictor import Predictor
+from app.predictor import CHECK_DIGIT, Predictor
 
 DEFAULTS = {
     "MODEL_PATH": str(Path(__file__).resolve().parents[1] / "model" / "model.h5"),
@@ -63,10 +63,8 @@ def create_app(test_config=None):
 def _warm_up(app):
     """One request through the whole stack before serving (parsers, preprocessing, model, JSON), so that
     the first user's answer is as fast as the rest. Its log line shows the service working at start-up."""
-    picture = Image.new("L", (28, 28))
-    ImageDraw.Draw(picture).line([(14, 4), (14, 24)], fill=255, width=3)
     buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
+    Image.fromarray(CHECK_DIGIT).save(buffer, "PNG")
     app.test_client().post("/recognize.json", data=buffer.getvalue(),
                            headers={"Content-Type": "image/png", "X-Request-ID": "warm-up"},
                            environ_base={metrics.WARM_UP: True})

@@ -12,9 +12,9 @@ def register_cors(app):
 
     @app.after_request
     def allow_listed_origins(response):
-        origin = request.headers.get("Origin", "")
         if not allowed:
             return response
+        origin = request.headers.get("Origin", "")
         response.vary.add("Origin")
         if origin in allowed or "*" in allowed:
             response.headers["Access-Control-Allow-Origin"] = origin

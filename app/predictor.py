@@ -17,6 +17,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BATCH_SIZES = (1, 4, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
+CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
+CHECK_DIGIT[4:24, 13:16] = 255
 
 
 class ModelError(RuntimeError):
@@ -36,10 +38,8 @@ class Predictor:
         return cls(_load_keras_model(str(model_path), card["sha256"]), card)
 
     def reads_correctly(self):
-        """Whether the model reads a plain "1" (a vertical bar in MNIST's framing) as 1: readiness."""
-        bar = np.zeros((1, 28, 28), dtype=np.uint8)
-        bar[0, 4:24, 13:16] = 255
-        return int(self.predict(bar)[0].argmax()) == 1
+        """Whether the model reads CHECK_DIGIT as 1: readiness."""
+        return int(self.predict(CHECK_DIGIT[None])[0].argmax()) == 1
 
     def predict(self, digits):
         """Probabilities (n, 10) for uint8 MNIST-convention digits (n, 28, 28), in order."""

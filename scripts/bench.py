@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--single", type=int, default=1_000, help="requests at 1 client (%(default)s)")
     parser.add_argument("--batches", type=int, default=200, help="64-image requests, 2 clients (%(default)s)")
     parser.add_argument("--service-venv", type=Path, default=ROOT / ".venv-serve",
-                        help="a virtualenv with requirements.txt only, as Heroku installs it; made if missing")
+                        help="a virtualenv with requirements.txt only, as Heroku installs it; made or updated")
     args = parser.parse_args(argv)
     digits = ready_to_measure("bench.py")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -53,17 +53,16 @@ def main(argv=None):
     # The baselines start outside the repository so that gunicorn does not pick up ./gunicorn.conf.py,
     # which imports Keras on JAX in the master: they run as plain `gunicorn -w 2`.
     baseline = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-w", "2"]
-    servers = {
-        "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv), ROOT),
-        "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work),
-        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work),
+    servers = {  # name: command, environment, working directory, requests at 32 clients, batch body
+        "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv), ROOT,
+                    args.requests, batch),
+        "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_requests, None),
+        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.requests, None),
     }
     results = {}
-    for name, (command, environment, directory) in servers.items():
+    for name, (command, environment, directory, requests, batch_body) in servers.items():
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        requests = args.seeds_requests if name == "seeds' way" else args.requests
-        results[name] = measure(command, environment, directory, one, batch if name == "service" else None,
-                                requests, args)
+        results[name] = measure(command, environment, directory, one, batch_body, requests, args)
     print_table(results)
     shutil.rmtree(work)
     return 0
@@ -113,7 +112,7 @@ def measure(command, environment, directory, one, batch, requests, args):
             batched = hey(url, batch, "-n", str(args.batches), "-c", "2")
             result["images/s in 64s"] = batched["rps"] * 64
             result["errors"] += batched["errors"]
-        result["PSS MB"] = pss_megabytes(server.pid)
+        result["PSS MB"] = megabytes(server.pid)
         return result
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -147,8 +146,9 @@ def timed_request(url, body):
     return (time.perf_counter() - started) * 1000
 
 
-def pss_megabytes(pid):
-    """PSS of a process and all its descendants: shared pages counted once across them."""
+def megabytes(pid, field="Pss"):
+    """A memory figure of /proc's smaps_rollup (Pss: shared pages counted once; Rss: in full in each),
+    added up over a process and all its descendants."""
     pids, total = [pid], 0
     while pids:
         current = pids.pop()
@@ -157,7 +157,7 @@ def pss_megabytes(pid):
             pids.extend(int(child) for child in children.read_text().split())
         rollup = Path(f"/proc/{current}/smaps_rollup")
         if rollup.exists():
-            total += int(re.search(r"^Pss:\s+(\d+) kB", rollup.read_text(), re.MULTILINE)[1])
+            total += int(re.search(rf"^{field}:\s+(\d+) kB", rollup.read_text(), re.MULTILINE)[1])
     return total / 1024
 
 

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts and tests
 
-from scripts.bench import (BOUNDARY, free_port, hey, multipart, procfile_web_line, pss_megabytes,  # noqa: E402
+from scripts.bench import (BOUNDARY, free_port, hey, megabytes, multipart, procfile_web_line,  # noqa: E402
                            ready_to_measure, serving_venv, wait_until_healthy)
 from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import photo  # noqa: E402
@@ -91,10 +91,8 @@ def write(path, data):
 
 def memory(pid):
     """The whole server's RSS and PSS in MB (master and workers)."""
-    pids = [pid] + [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    rss = sum(int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text(), re.MULTILINE)[1])
-              for p in pids)
-    return {"RSS MB": rss / 1024, "PSS MB": pss_megabytes(pid), "workers": len(pids) - 1}
+    workers = len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    return {"RSS MB": megabytes(pid, "Rss"), "PSS MB": megabytes(pid), "workers": workers}
 
 
 def metrics(port):

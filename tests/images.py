@@ -1,6 +1,8 @@
 """Test pictures made in code: digits drawn as pen strokes, rendered the ways users send them."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -67,3 +69,18 @@ def encode(image, format="PNG", **options):
     buffer = io.BytesIO()
     image.save(buffer, format=format, **options)
     return buffer.getvalue()
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width, height, rows, bits=1):
+    """A complete grey PNG from its zlib-compressed rows (each a filter byte and the packed pixels)."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b""))
+
+
+def png_header_only(width, height):
+    """A few hundred bytes that claim to be a huge 1-bit PNG: a decompression bomb's shape."""
+    return png(width, height, zlib.compress(b"\x00" * (width // 8 + 1) * 8))

@@ -117,7 +117,7 @@ def test_an_unreadable_file_says_so_plainly(page, tmp_path):
 
 def test_the_controls_work_from_the_keyboard_with_a_visible_focus(page):
     draw(page, 1)
-    page.wait_for_function("() => /sure$/.test(document.getElementById('status').textContent)")
+    answer(page)
     page.get_by_role("button", name="Clear").focus()
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     page.keyboard.press("Enter")

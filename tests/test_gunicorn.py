@@ -4,14 +4,12 @@ The fault tests (issue 7) watch the server from outside as an operator would, th
 master's children are its workers, and a worker holds the TCP connection of the request it is serving (a
 sync worker holds exactly one at a time, from accepting it until the answer is sent)."""
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import http.client
 import itertools
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,6 +25,7 @@ import pytest
 from scripts.evaluate import multipart_body
 from tests.conftest import ROOT
 from tests.images import encode, mnist_style
+from tests.test_metrics import sample
 
 WORKERS = 2  # WEB_CONCURRENCY for every server started here, as on a Basic or Standard-1X dyno
 HEROKU_GRACE = 30  # seconds between Heroku's SIGTERM and its SIGKILL
@@ -456,7 +455,7 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_sec
     batches = [[(i * 3 + offset) % 10 for i in range(64)] for offset in range(WORKERS)]
     uploads = [SlowUpload(port, *multipart(digits)) for digits in batches]
     waiting = [3, 5, 8, 9]
-    pool = concurrent.futures.ThreadPoolExecutor(len(waiting))
+    pool = ThreadPoolExecutor(len(waiting))
     try:
         holders = held_by_workers(uploads, port, process)
         workers = set(holders.values())
@@ -515,8 +514,7 @@ def counted(port, digit):
     """/metrics' count of answers `digit`, added up over the workers."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    found = re.search(rf'^digit_recognition_predictions_total\{{digit="{digit}"\}} ([0-9.e+]+)$', text, re.MULTILINE)
-    return float(found[1]) if found else 0.0
+    return sample(text, "digit_recognition_predictions_total", digit=digit)
 
 
 def test_metrics_add_up_the_answers_of_every_worker(server):

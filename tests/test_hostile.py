@@ -28,7 +28,7 @@ from schemathesis.config import SchemathesisConfig
 from app import DEFAULTS, recognize
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, ink_map, preprocess
 from tests.conftest import ROOT
-from tests.images import draw_digit, encode, mnist_style, paper_photo
+from tests.images import draw_digit, encode, mnist_style, paper_photo, png, png_chunk
 
 LIMIT = DEFAULTS["MAX_IMAGE_PIXELS"]
 TYPED_ERRORS = (InvalidImage, ImageTooLarge, NoDigit)
@@ -209,16 +209,6 @@ def test_the_api_answers_as_its_openapi_document_says(app, mode):
 
 
 # A corpus of hostile uploads, each sent in every form the API takes.
-
-def png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png(width, height, rows, bits=1):
-    """A complete grey PNG from its zlib-compressed rows (each a filter byte and the packed pixels)."""
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0))
-            + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b""))
-
 
 @functools.cache
 def decompression_bomb(side=40_000):

@@ -9,8 +9,7 @@ from PIL import Image
 from app import DEFAULTS
 from app.preprocessing import (ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, preprocess,
                                to_model_input)
-from tests.images import draw_digit, encode, paper_photo
-from tests.test_recognize import png_header_only
+from tests.images import draw_digit, encode, paper_photo, png_header_only
 
 LIMIT = DEFAULTS["MAX_IMAGE_PIXELS"]
 

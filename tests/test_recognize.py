@@ -4,14 +4,12 @@ import base64
 import io
 import json
 import logging
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
-from tests.images import draw_digit, encode, mnist_style, mnist_style_rgba, paper_photo
+from tests.images import draw_digit, encode, mnist_style, mnist_style_rgba, paper_photo, png_header_only
 
 
 def upload(client, *images, field="image", **kwargs):
@@ -177,15 +175,6 @@ def test_a_body_over_the_limit_is_a_413():
     assert len(big) > 50_000
     assert_error(client.post("/recognize.json", data=big, content_type="image/png"), 413, "payload_too_large")
     assert_error(upload(client, big), 413, "payload_too_large")
-
-
-def png_header_only(width, height):
-    """A few hundred bytes that claim to be a huge 1-bit PNG: a decompression bomb's shape."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = zlib.compress(b"\x00" * (width // 8 + 1) * 8)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def test_a_decompression_bomb_is_a_413_before_it_is_decoded(client):
