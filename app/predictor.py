@@ -19,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BATCH_SIZES = (1, 4, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
+# Initial values for every layer while the model is built, before its saved weights replace them
+ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
 
 
 class ModelError(RuntimeError):
@@ -79,15 +81,40 @@ def postprocess(probabilities):
 @lru_cache(maxsize=4)
 def _load_keras_model(path, sha256):
     """Keyed by content too, so one process (the tests) never loads the same file twice."""
-    import keras
-
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = _read_keras_model(path)
     except Exception as error:  # h5py and Keras raise many types for a damaged file
         raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
     for size in BATCH_SIZES:  # compile every batch shape now, so that no request waits for it
         _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
     return model
+
+
+def _read_keras_model(path):
+    """The model scripts/train.py saved (a Sequential in a .h5 file), built from its saved configuration
+    with zeros for initial values, then given its saved weights. keras.models.load_model draws random
+    initial values first, only for the file's weights to replace them, and on JAX each kernel shape
+    compiles its own random-number program: about 4 of a worker's 5 s start-up on a 2-core machine."""
+    import h5py
+    import keras
+
+    with h5py.File(path, "r") as file:
+        config = json.loads(file.attrs["model_config"])
+    if config.get("class_name") != "Sequential":
+        raise ValueError(f"a {config.get('class_name')} model, where scripts/train.py saves a Sequential one")
+    model = keras.Sequential.from_config(_with_zero_initialisers(config["config"]))
+    model.load_weights(path)
+    return model
+
+
+def _with_zero_initialisers(config):
+    """A copy of a Keras configuration with every `*_initializer` replaced by zeros."""
+    if isinstance(config, list):
+        return [_with_zero_initialisers(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    return {key: ZEROS if key.endswith("_initializer") and value is not None else _with_zero_initialisers(value)
+            for key, value in config.items()}
 
 
 @lru_cache(maxsize=4)

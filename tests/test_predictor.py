@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.predictor import Predictor
-from app.preprocessing import frame_digits
+from app.preprocessing import frame_digits, to_model_input
 from scripts.mnist_data import load_mnist
 from tests.conftest import ROOT
 
@@ -30,6 +30,14 @@ def predictor():
 
 def test_the_service_runs_keras_on_jax(predictor):
     assert keras.backend.backend() == "jax"
+
+
+def test_the_model_gives_what_keras_own_loader_gives(predictor, digits):
+    """Predictor.load builds the model with zeros for initial values before reading its weights: any weight
+    left unread would show here."""
+    reference = keras.models.load_model(MODEL, compile=False)
+    pixels = to_model_input(digits[0])
+    np.testing.assert_allclose(predictor.predict(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
 
 
 def test_jax_and_tensorflow_give_the_same_probabilities(predictor, digits, tmp_path):
