@@ -22,15 +22,13 @@ class RequestTimeout(ApiError):
 
 
 def register_deadline(app):
+    if _on_main_thread():  # a signal handler can only be installed there: once per process
+        signal.signal(signal.SIGALRM, _expire)
+
     @app.before_request
     def arm():
         seconds = current_app.config["REQUEST_TIMEOUT"]
-        if seconds > 0 and threading.current_thread() is threading.main_thread():
-            def expire(signum, frame):
-                g.deadline_passed = RequestTimeout(seconds)
-                raise g.deadline_passed
-
-            signal.signal(signal.SIGALRM, expire)
+        if seconds > 0 and _on_main_thread() and signal.getsignal(signal.SIGALRM) is _expire:
             signal.setitimer(signal.ITIMER_REAL, seconds)
 
     @app.after_request
@@ -46,5 +44,14 @@ def register_deadline(app):
 
     @app.teardown_request
     def disarm(error=None):
-        if threading.current_thread() is threading.main_thread():
+        if _on_main_thread():
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _expire(signum, frame):
+    g.deadline_passed = RequestTimeout(current_app.config["REQUEST_TIMEOUT"])
+    raise g.deadline_passed
+
+
+def _on_main_thread():
+    return threading.current_thread() is threading.main_thread()
