@@ -1,14 +1,16 @@
 """Measure the service side by side with the seeds' way and Flask's floor, in one run on one machine.
 
-    python scripts/bench.py                 # needs `hey` (apt-get install hey); about 3 minutes
+    python scripts/bench.py                 # needs `hey` (apt-get install hey); about 6 minutes
 
-Starts, one at a time on a free loopback port:
+Starts, one at a time on free loopback ports, timing each from launch to its first /healthz answer:
   service      the Procfile's web line (gunicorn.conf.py, WEB_CONCURRENCY=2)
   seeds' way   the same model file, Keras on TensorFlow, model.predict per request, gunicorn -w 2
   floor        a Flask hello-world that reads the upload and answers a fixed JSON, gunicorn -w 2
-and drives each with `hey`: one 28x28 PNG (an MNIST test digit) per multipart request at 1 and at
-32 clients, then (service only) 64 images per request. Prints one table: cold start, p50/p99,
-requests/s, images/s, errors and the whole server's PSS (master and workers) after the run.
+then drives them with `hey` in rounds, taking turns within each round, so that a burst of load from
+elsewhere on a shared machine falls on one turn rather than on one server: one 28x28 PNG (an MNIST test
+digit) per multipart request at 1 and at 32 clients, then (service only) 64 images per request at 2.
+Prints one table of the rounds' medians: cold start, p50/p99, requests/s, images/s, errors (all rounds)
+and each whole server's PSS (master and workers) after the last round.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +41,13 @@ BOUNDARY = "benchboundary7d1f"
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=10_000, help="requests at 32 clients (%(default)s)")
-    parser.add_argument("--seeds-requests", type=int, default=2_000,
-                        help="requests at 32 clients for the seeds' way, which answers about 30 a second (%(default)s)")
-    parser.add_argument("--single", type=int, default=1_000, help="requests at 1 client (%(default)s)")
-    parser.add_argument("--batches", type=int, default=200, help="64-image requests, 2 clients (%(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each server gets; medians are printed (%(default)s)")
+    parser.add_argument("--requests", type=int, default=4_000, help="requests at 32 clients, per round (%(default)s)")
+    parser.add_argument("--seeds-requests", type=int, default=640,
+                        help="requests at 32 clients per round for the seeds' way, which answers a few dozen a second (%(default)s)")
+    parser.add_argument("--single", type=int, default=500, help="requests at 1 client, per round (%(default)s)")
+    parser.add_argument("--seeds-single", type=int, default=200, help="the same for the seeds' way (%(default)s)")
+    parser.add_argument("--batches", type=int, default=100, help="64-image requests at 2 clients, per round (%(default)s)")
     parser.add_argument("--service-venv", type=Path, default=ROOT / ".venv-serve",
                         help="a virtualenv with requirements.txt only, as Heroku installs it; made or updated")
     args = parser.parse_args(argv)
@@ -53,17 +58,31 @@ def main(argv=None):
     # The baselines start outside the repository so that gunicorn does not pick up ./gunicorn.conf.py,
     # which imports Keras on JAX in the master: they run as plain `gunicorn -w 2`.
     baseline = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-w", "2"]
-    servers = {  # name: command, environment, working directory, requests at 32 clients, batch body
+    servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch body
         "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv), ROOT,
-                    args.requests, batch),
-        "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_requests, None),
-        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.requests, None),
+                    args.single, args.requests, batch),
+        "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_single,
+                       args.seeds_requests, None),
+        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None),
     }
-    results = {}
-    for name, (command, environment, directory, requests, batch_body) in servers.items():
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(command, environment, directory, one, batch_body, requests, args)
-    print_table(results)
+    running = {}
+    try:
+        for name, (command, environment, directory, *_) in servers.items():
+            print(f"starting {name} ...", file=sys.stderr, flush=True)
+            running[name] = launch(command, environment, directory, one)
+        rounds = {name: [] for name in servers}
+        for number in range(1, args.rounds + 1):
+            for name, (*_, single, loaded, batch_body) in servers.items():
+                print(f"round {number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
+                rounds[name].append(drive(running[name]["url"], one, batch_body, single, loaded, args.batches))
+        results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["pid"])}
+                   for name in servers}
+    finally:
+        for server in running.values():
+            os.killpg(server["pid"], signal.SIGTERM)
+        for server in running.values():
+            server["process"].wait(timeout=60)
+    print_table(results, args.rounds)
     shutil.rmtree(work)
     return 0
 
@@ -91,32 +110,43 @@ def serving_venv(venv):
     return {"PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]), "WEB_CONCURRENCY": "2"}
 
 
-def measure(command, environment, directory, one, batch, requests, args):
+def launch(command, environment, directory, one):
+    """Start a server and time it: launch to its first /healthz answer, then one recognition request."""
     port = free_port()
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "PORT": str(port), **environment}
     started = time.perf_counter()
     server = subprocess.Popen(command, cwd=directory, env=env,  # each binds 0.0.0.0:$PORT, as gunicorn does
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/recognize.json"
     try:
         cold_start = wait_until_healthy(port, server) - started
-        url = f"http://127.0.0.1:{port}/recognize.json"
         first = timed_request(url, one)
-        result = {"cold start s": cold_start, "first request ms": first}
-        single = hey(url, one, "-n", str(args.single), "-c", "1")
-        result.update({"p50 1 client ms": single["p50"], "p99 1 client ms": single["p99"]})
-        loaded = hey(url, one, "-n", str(requests), "-c", "32")
-        result.update({"p50 32 clients ms": loaded["p50"], "p99 32 clients ms": loaded["p99"],
-                       "requests/s 32 clients": loaded["rps"], "errors": single["errors"] + loaded["errors"]})
-        if batch:
-            batched = hey(url, batch, "-n", str(args.batches), "-c", "2")
-            result["images/s in 64s"] = batched["rps"] * 64
-            result["errors"] += batched["errors"]
-        result["PSS MB"] = megabytes(server.pid)
-        return result
-    finally:
+    except BaseException:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        raise
+    return {"process": server, "pid": server.pid, "url": url,
+            "start": {"cold start s": cold_start, "first request ms": first}}
+
+
+def drive(url, one, batch, single, loaded, batches):
+    """One round: `single` requests at 1 client, `loaded` at 32, and `batches` of 64 images at 2 if given."""
+    alone = hey(url, one, "-n", str(single), "-c", "1")
+    crowded = hey(url, one, "-n", str(loaded), "-c", "32")
+    result = {"p50 1 client ms": alone["p50"], "p99 1 client ms": alone["p99"],
+              "p50 32 clients ms": crowded["p50"], "p99 32 clients ms": crowded["p99"],
+              "requests/s 32 clients": crowded["rps"], "errors": alone["errors"] + crowded["errors"]}
+    if batch:
+        batched = hey(url, batch, "-n", str(batches), "-c", "2")
+        result["images/s in 64s"] = batched["rps"] * 64
+        result["errors"] += batched["errors"]
+    return result
+
+
+def medians(rounds):
+    """Each figure's median over the rounds; errors added up over all of them."""
+    return {key: sum(r[key] for r in rounds) if key == "errors" else statistics.median(r[key] for r in rounds)
+            for key in rounds[0]}
 
 
 def hey(url, body, *options):
@@ -175,7 +205,7 @@ def wait_until_healthy(port, server, seconds=120):
     raise SystemExit("bench.py: a server did not become healthy within two minutes")
 
 
-def print_table(results):
+def print_table(results, rounds):
     service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
             "p99 32 clients ms", "requests/s 32 clients", "images/s in 64s", "errors", "PSS MB"]
@@ -185,7 +215,7 @@ def print_table(results):
         print(f"{row:24}{cells}")
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
           f"seeds' way; throughput at 32 clients: {service['requests/s 32 clients'] / floor['requests/s 32 clients']:.2f}"
-          f"x the floor; {os.cpu_count()} CPUs")
+          f"x the floor; medians of {rounds} rounds; {os.cpu_count()} CPUs")
 
 
 def procfile_web_line():
