@@ -1,6 +1,6 @@
 """Hold 64 clients on the Procfile server for 50,000 requests: no errors, memory flat, metrics right.
 
-    python scripts/loadtest.py              # needs `hey` (apt-get install hey); about 2 minutes
+    python scripts/loadtest.py              # needs `hey` (apt-get install hey); 2 to 4 minutes
 
 Starts the Procfile's web line (two sync workers) from the serving virtualenv as scripts/bench.py does,
 warms it up, reads the whole server's RSS and PSS (master and workers), then runs four `hey` clients at
