@@ -81,6 +81,7 @@ def postprocess(probabilities):
 @lru_cache(maxsize=4)
 def _load_keras_model(path, sha256):
     """Keyed by content too, so one process (the tests) never loads the same file twice."""
+    _run_jax_computations_inline()
     try:
         model = _read_keras_model(path)
     except Exception as error:  # h5py and Keras raise many types for a damaged file
@@ -88,6 +89,20 @@ def _load_keras_model(path, sha256):
     for size in BATCH_SIZES:  # compile every batch shape now, so that no request waits for it
         _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
     return model
+
+
+def _run_jax_computations_inline():
+    """On JAX, run each model call on the calling thread. By default JAX's CPU client hands every
+    computation larger than a few flops to a thread of its own and the caller waits for it: two thread
+    switches per call, which cost more than half of a one-digit call's time, and far more when the
+    other worker and the load are queued for the same two cores. It must be set before JAX makes its
+    client, which happens when the first model is built; jax reads no environment variable for it."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def _read_keras_model(path):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -38,6 +39,22 @@ def test_the_model_gives_what_keras_own_loader_gives(predictor, digits):
     reference = keras.models.load_model(MODEL, compile=False)
     pixels = to_model_input(digits[0])
     np.testing.assert_allclose(predictor.predict(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
+
+
+@pytest.mark.skipif(not Path("/proc/thread-self/status").exists(), reason="reads Linux's per-thread counters")
+def test_each_model_call_runs_on_the_calling_thread(predictor, digits):
+    """JAX's default hands each call to a thread of its own and waits for it, at least once a call: that
+    hand-over cost more than half of a one-digit call's time (app/predictor.py)."""
+    predictor.predict(digits[0][:1])
+    waits_before = _times_this_thread_waited()
+    for digit in digits[0][:50]:
+        predictor.predict(digit[None])
+    assert _times_this_thread_waited() - waits_before < 10
+
+
+def _times_this_thread_waited():
+    status = Path("/proc/thread-self/status").read_text()
+    return int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
 
 
 def test_jax_and_tensorflow_give_the_same_probabilities(predictor, digits, tmp_path):
