@@ -75,11 +75,11 @@ def main(argv=None):
             for name, (*_, single, loaded, batch_body) in servers.items():
                 print(f"round {number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
                 rounds[name].append(drive(running[name]["url"], one, batch_body, single, loaded, args.batches))
-        results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["pid"])}
+        results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["process"].pid)}
                    for name in servers}
     finally:
         for server in running.values():
-            os.killpg(server["pid"], signal.SIGTERM)
+            os.killpg(server["process"].pid, signal.SIGTERM)
         for server in running.values():
             server["process"].wait(timeout=60)
     print_table(results, args.rounds)
@@ -125,7 +125,7 @@ def launch(command, environment, directory, one):
     except BaseException:
         os.killpg(server.pid, signal.SIGTERM)
         raise
-    return {"process": server, "pid": server.pid, "url": url,
+    return {"process": server, "url": url,
             "start": {"cold start s": cold_start, "first request ms": first}}
 
 
