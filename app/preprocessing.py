@@ -25,6 +25,7 @@ MIN_CONTRAST = 0.08  # ink must differ from its background by this much (and by 
 PAPER_PERCENTILE = 5  # the paper's level is read this far up the (ink-up) histogram: ink may cover 95%
 GRID = 16  # cells along the longest side of a large picture, over which its lighting may vary
 LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
+OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
 # The formats the service reads. Pillow's other decoders are rarely needed attack surface, and its EPS
 # reader runs Ghostscript on the upload wherever Ghostscript is installed.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
@@ -62,8 +63,7 @@ def decode(data, max_pixels):
         if image.width * image.height > max_pixels:  # what would be decoded, before any of it is
             raise ImageTooLarge(f"the image is {width}x{height}: at most {max_pixels:,} pixels are decoded")
         image.seek(0)
-        image = ImageOps.exif_transpose(image)
-        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # loads it; in place: no copy when it is upright
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image is larger than {max_pixels:,} pixels")
     except (ImageTooLarge, InvalidImage):
@@ -229,10 +229,11 @@ def _normalise(deviation, small):
     also drop what is below half of Otsu's ink threshold, shading that would blur a 20 px digit's edges.
     """
     strength = np.maximum(deviation, 0)
-    if strength.max() < MIN_CONTRAST:
+    top = float(strength.max())
+    if top < MIN_CONTRAST:
         raise NoDigit("the image has no ink: draw or photograph one digit")
     sigma = _paper_noise(deviation)
-    threshold = _otsu(strength)
+    threshold = _otsu(strength, top)
     strokes = strength[strength >= threshold]
     peak = _quantile(strokes, 0.9) if strokes.size else 0.0
     floor = min(3 * sigma, threshold / 2) if small else threshold / 2
@@ -245,12 +246,12 @@ def _normalise(deviation, small):
     return ink
 
 
-def _otsu(values, bins=64):
-    """Otsu's threshold: the level that best splits the values into two classes."""
-    top = float(values.max())
+def _otsu(values, top):
+    """Otsu's threshold: the level that best splits the values (whose maximum is `top`) into two classes."""
+    bins = len(OTSU_BINS)
     counts = np.bincount(np.minimum((values.ravel() * (bins / top)).astype(np.intp), bins - 1), minlength=bins)
     weight = np.cumsum(counts)
-    mass = np.cumsum(counts * ((np.arange(bins) + 0.5) * (top / bins)))
+    mass = np.cumsum(counts * (OTSU_BINS * (top / bins)))
     total, total_mass = weight[-1], mass[-1]
     low, low_mass = weight[:-1], mass[:-1]  # the top bin holds the maximum, so the upper class is never empty
     between = (low_mass * total - low * total_mass) ** 2 / (np.maximum(low, 1) * (total - low))
@@ -259,7 +260,7 @@ def _otsu(values, bins=64):
 
 def _quantile(values, fraction):
     """The value `fraction` of the way up the sorted values (no interpolation): np.percentile, cheaper."""
-    flat = np.ravel(values)
+    flat = values.ravel()
     rank = int(fraction * (flat.size - 1))
     if flat.size <= 4096:  # a small array: sorting it is several times faster than np.percentile's checks
         return float(np.sort(flat)[rank])
@@ -276,6 +277,8 @@ def _neighbours(mask):
 def _resize(image, scale):
     height, width = image.shape
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height):  # an MNIST digit's 20 px box: Pillow would only copy it
+        return image
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     return _pixels(_float_image(image).resize(size, resample), np.float32)
 
