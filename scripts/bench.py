@@ -9,8 +9,10 @@ Starts, one at a time on free loopback ports, timing each from launch to its fir
 then drives them with `hey` in rounds, taking turns within each round, so that a burst of load from
 elsewhere on a shared machine falls on one turn rather than on one server: one 28x28 PNG (an MNIST test
 digit) per multipart request at 1 and at 32 clients, then (service only) 64 images per request at 2.
-Prints one table of the rounds' medians: cold start, p50/p99, requests/s, images/s, errors (all rounds)
-and each whole server's PSS (master and workers) after the last round.
+Prints one table of the rounds' medians: cold start, p50/p99, requests/s, the server's CPU time per
+request at 32 clients (master and workers, from /proc: what a request costs the machine, less swayed by
+the load generator and by other work on a shared machine than requests/s), images/s, errors (all
+rounds) and each whole server's PSS (master and workers) after the last round.
 """
 
 import argparse
@@ -74,7 +76,7 @@ def main(argv=None):
         for number in range(1, args.rounds + 1):
             for name, (*_, single, loaded, batch_body) in servers.items():
                 print(f"round {number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
-                rounds[name].append(drive(running[name]["url"], one, batch_body, single, loaded, args.batches))
+                rounds[name].append(drive(running[name], one, batch_body, single, loaded, args.batches))
         results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["process"].pid)}
                    for name in servers}
     finally:
@@ -129,13 +131,17 @@ def launch(command, environment, directory, one):
             "start": {"cold start s": cold_start, "first request ms": first}}
 
 
-def drive(url, one, batch, single, loaded, batches):
+def drive(server, one, batch, single, loaded, batches):
     """One round: `single` requests at 1 client, `loaded` at 32, and `batches` of 64 images at 2 if given."""
+    url, pid = server["url"], server["process"].pid
     alone = hey(url, one, "-n", str(single), "-c", "1")
+    cpu_before = cpu_seconds(pid)
     crowded = hey(url, one, "-n", str(loaded), "-c", "32")
+    cpu_per_request = (cpu_seconds(pid) - cpu_before) / loaded * 1000
     result = {"p50 1 client ms": alone["p50"], "p99 1 client ms": alone["p99"],
               "p50 32 clients ms": crowded["p50"], "p99 32 clients ms": crowded["p99"],
-              "requests/s 32 clients": crowded["rps"], "errors": alone["errors"] + crowded["errors"]}
+              "requests/s 32 clients": crowded["rps"], "CPU ms/request 32 clients": cpu_per_request,
+              "errors": alone["errors"] + crowded["errors"]}
     if batch:
         batched = hey(url, batch, "-n", str(batches), "-c", "2")
         result["images/s in 64s"] = batched["rps"] * 64
@@ -179,16 +185,34 @@ def timed_request(url, body):
 def megabytes(pid, field="Pss"):
     """A memory figure of /proc's smaps_rollup (Pss: shared pages counted once; Rss: in full in each),
     added up over a process and all its descendants."""
-    pids, total = [pid], 0
-    while pids:
-        current = pids.pop()
-        children = Path(f"/proc/{current}/task/{current}/children")
-        if children.exists():
-            pids.extend(int(child) for child in children.read_text().split())
+    total = 0
+    for current in process_tree(pid):
         rollup = Path(f"/proc/{current}/smaps_rollup")
         if rollup.exists():
             total += int(re.search(rf"^{field}:\s+(\d+) kB", rollup.read_text(), re.MULTILINE)[1])
     return total / 1024
+
+
+def cpu_seconds(pid):
+    """User and system CPU time so far of a process and its living descendants (/proc's stat)."""
+    ticks = 0
+    for current in process_tree(pid):
+        stat = Path(f"/proc/{current}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """A process id and those of all its descendants."""
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        yield current
+        children = Path(f"/proc/{current}/task/{current}/children")
+        if children.exists():
+            pids.extend(int(child) for child in children.read_text().split())
 
 
 def wait_until_healthy(port, server, seconds=120):
@@ -208,14 +232,17 @@ def wait_until_healthy(port, server, seconds=120):
 def print_table(results, rounds):
     service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
-            "p99 32 clients ms", "requests/s 32 clients", "images/s in 64s", "errors", "PSS MB"]
-    print(f"\n{'':24}{'service':>12}{'seeds way':>12}{'floor':>12}")
+            "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "images/s in 64s",
+            "errors", "PSS MB"]
+    print(f"\n{'':27}{'service':>12}{'seeds way':>12}{'floor':>12}")
     for row in rows:
-        cells = "".join(f"{r[row]:>12,.1f}" if row in r else f"{'-':>12}" for r in (service, seeds, floor))
-        print(f"{row:24}{cells}")
+        cells = "".join(f"{r[row]:>12,.{2 if 'CPU' in row else 1}f}" if row in r else f"{'-':>12}"
+                        for r in (service, seeds, floor))
+        print(f"{row:27}{cells}")
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
           f"seeds' way; throughput at 32 clients: {service['requests/s 32 clients'] / floor['requests/s 32 clients']:.2f}"
-          f"x the floor; medians of {rounds} rounds; {os.cpu_count()} CPUs")
+          f"x the floor (CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
+          f"the floor's); medians of {rounds} rounds; {os.cpu_count()} CPUs")
 
 
 def procfile_web_line():
