@@ -11,7 +11,7 @@ import time
 
 # One compute thread per worker: the workers are the parallelism, and XLA splitting a small convolution
 # over threads that the other worker also needs measured ~10% fewer requests/s (scripts/bench.py).
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 
 LARGE_UPLOAD = 100_000  # bytes: a photo rather than a drawing or an MNIST digit
