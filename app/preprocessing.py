@@ -127,7 +127,7 @@ def _planes(image):
     alpha = None
     if _has_alpha(image):
         rgba = image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+        alpha = _pixels(rgba.getchannel("A"), np.uint8).astype(np.float32) / 255
         image = rgba.convert("RGB")
         if alpha.min() > 0.99:
             alpha = None
