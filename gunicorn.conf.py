@@ -78,6 +78,16 @@ control_socket_disable = True  # no runtime control interface: nothing uses it, 
 forwarded_allow_ips = "*"  # behind Heroku's router, which sets X-Forwarded-For/Proto
 
 
+def post_fork(server, worker):
+    """Start the worker's timeout clock at its birth, so that a worker stuck while it loads the model is
+    replaced after `timeout`, as one stuck in a request is. Gunicorn times a worker by a file whose time
+    the worker sets from the monotonic clock each time it reports in, first when it starts serving; until
+    then the file holds the wall-clock time of its creation, decades ahead of the monotonic clock, and the
+    master never times the start-up out (gunicorn 27: workertmp.py, arbiter.murder_workers). Start-up
+    takes about 5 s here."""
+    worker.tmp.notify()
+
+
 def post_worker_init(worker):
     """The worker has loaded and warmed up its model."""
     release_freed_memory()

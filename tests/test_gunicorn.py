@@ -7,6 +7,7 @@ watching are in tests/servers.py."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -189,6 +190,28 @@ def test_a_missing_model_stops_start_up_with_one_clear_line(tmp_path):
     assert process.returncode != 0
     assert "digit-recognition cannot start: cannot read the model" in output
     assert "Traceback" not in output
+
+
+def test_a_worker_stuck_while_loading_the_model_is_replaced_after_the_timeout(tmp_path):
+    """A model file that never finishes reading (here a named pipe that is written once, for the master's
+    check, and never again) holds each worker in its start-up. The master replaces such a worker after
+    `timeout`, as it does a worker stuck in a request, rather than wait for it for ever."""
+    model = tmp_path / "model.h5"
+    shutil.copy(ROOT / "model" / "model.json", tmp_path / "model.json")
+    os.mkfifo(model)
+    process = start(free_port(), MODEL_PATH=str(model), GUNICORN_CMD_ARGS="--timeout 5")
+    try:
+        with open(model, "wb") as pipe:  # opens once the master reads, for its check before the workers start
+            pipe.write((ROOT / "model" / "model.h5").read_bytes())
+        first = set(wait_for(lambda: workers_of(process), 60, "workers started"))
+        wait_for(lambda: "WORKER TIMEOUT" in process.output(), 60, "a stuck worker timed out")
+        wait_for(lambda: set(workers_of(process)) - first, 60, "a worker started in its place")
+        assert process.poll() is None
+    finally:
+        for pid in workers_of(process):
+            os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
 
 
 def counted(port, digit):
