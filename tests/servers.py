@@ -85,10 +85,15 @@ def stop(process):
         try:
             process.wait(timeout=HEROKU_GRACE)
         except subprocess.TimeoutExpired:
-            for pid in workers_of(process):
-                os.kill(pid, signal.SIGKILL)
-            process.kill()
-            process.wait()
+            kill(process)
+
+
+def kill(process):
+    """SIGKILL for the master and its workers, for a server that SIGTERM would not stop in time."""
+    for pid in workers_of(process):
+        os.kill(pid, signal.SIGKILL)
+    process.kill()
+    process.wait()
 
 
 @contextlib.contextmanager

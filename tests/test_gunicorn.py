@@ -21,7 +21,7 @@ from scripts.bench import free_port
 from tests.conftest import ROOT
 from tests.images import encode, mnist_style
 from tests.servers import (HEROKU_GRACE, WORKERS, Load, SlowUpload, all_read, clients_held_by, held_by_workers,
-                           listens, multipart, one_answer_from_each_worker, post, process_state, queued_on,
+                           kill, listens, multipart, one_answer_from_each_worker, post, process_state, queued_on,
                            recognize, running, start, stop, wait_for, workers_of)
 from tests.test_metrics import sample
 
@@ -203,15 +203,12 @@ def test_a_worker_stuck_while_loading_the_model_is_replaced_after_the_timeout(tm
     try:
         with open(model, "wb") as pipe:  # opens once the master reads, for its check before the workers start
             pipe.write((ROOT / "model" / "model.h5").read_bytes())
-        first = set(wait_for(lambda: workers_of(process), 60, "workers started"))
+        first = wait_for(lambda: workers_of(process), 60, "workers started")
         wait_for(lambda: "WORKER TIMEOUT" in process.output(), 60, "a stuck worker timed out")
-        wait_for(lambda: set(workers_of(process)) - first, 60, "a worker started in its place")
+        wait_for(lambda: workers_of(process) - first, 60, "a worker started in its place")
         assert process.poll() is None
     finally:
-        for pid in workers_of(process):
-            os.kill(pid, signal.SIGKILL)
-        process.kill()
-        process.wait()
+        kill(process)  # a worker stuck in the pipe would hold SIGTERM up for graceful_timeout
 
 
 def counted(port, digit):
