@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask, Request
 from PIL import Image
 
-from app import cors, deadline, errors, info, metrics, monitoring, page, recognize, request_log
+from app import cors, deadline, errors, info, metrics, monitoring, page, read, recognize, request_log
 from app.predictor import CHECK_DIGIT, Predictor
 
 DEFAULTS = {
@@ -16,6 +16,7 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 16_000_000,  # decoded pixels: a 16 MP RGBA PNG peaks near 200 MB in a worker
     "MAX_BATCH": 64,
+    "MAX_DIGITS": 16,
     "SENTRY_DSN": "",
     "SENTRY_ENVIRONMENT": "production",
     "REQUEST_TIMEOUT": 10.0,
@@ -52,6 +53,7 @@ def create_app(test_config=None):
     cors.register_cors(app)
     deadline.register_deadline(app)  # last: its after-request step runs first
     app.register_blueprint(recognize.bp)
+    app.register_blueprint(read.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(metrics.bp)

@@ -16,18 +16,19 @@ HTTP_CODES = {
 class ApiError(Exception):
     """An error the client can act on: its status, a stable code and a sentence saying what to do."""
 
-    def __init__(self, status, code, message):
+    def __init__(self, status, code, message, **details):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details  # more for the client to act on, such as the closest reading of a refused picture
 
     def as_json(self):
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message, **self.details}
 
 
-def error_response(status, code, message, headers=None):
-    response = jsonify(error={"code": code, "message": message})
+def error_response(status, code, message, headers=None, **details):
+    response = jsonify(error={"code": code, "message": message, **details})
     response.status_code = status
     response.headers.extend(headers or {})
     return response
@@ -36,7 +37,7 @@ def error_response(status, code, message, headers=None):
 def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def api_error(error):
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, **error.details)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -19,6 +19,7 @@ def service_index():
         service="digit-recognition",
         model_version=current_app.extensions["predictor"].version,
         recognize=url_for("recognize.recognize"),
+        read=url_for("read.read"),
         health=url_for("info.health"),
         ready=url_for("info.ready"),
         metrics=url_for("metrics.metrics"),

@@ -1,5 +1,5 @@
 """Prometheus metrics at GET /metrics: requests by status, latency, answers by digit, low-confidence
-answers, batch sizes and the model version.
+answers, refusals, batch sizes and the model version.
 
 Under gunicorn each worker is a process of its own: gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR, where
 every worker writes its samples, and /metrics adds them up over all workers, dead ones included, so
@@ -14,6 +14,8 @@ from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
 
+from app.predictor import REFUSALS
+
 bp = Blueprint("metrics", __name__)
 WARM_UP = "digit_recognition.warm_up"  # the start-up request's WSGI environ key: it is not counted
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # any other is counted as "other"
@@ -25,6 +27,7 @@ LATENCY = Histogram("digit_recognition_request_duration_seconds", "Time to answe
 ANSWERS = Counter("digit_recognition_predictions", "Digits read, by the digit answered", ["digit"])
 LOW_CONFIDENCE = Counter("digit_recognition_low_confidence_predictions",
                          "Digits read with a confidence under LOW_CONFIDENCE (default 0.5)")
+REFUSED = Counter("digit_recognition_refusals", "Pictures refused as not one digit, by the error code", ["code"])
 BATCH_IMAGES = Histogram("digit_recognition_batch_images", "Images per recognition request",
                          buckets=(1, 2, 4, 8, 16, 32, 64))
 MODEL = Gauge("digit_recognition_model_info", "The model being served (value 1)", ["version"],
@@ -47,15 +50,19 @@ def register_metrics(app):
 
 
 def observe_answers(answers):
-    """Count one recognition request's answers (errors in a batch included in its size)."""
+    """Count one recognition or reading request's answers (errors in a batch included in its size)."""
     if request.environ.get(WARM_UP):
         return
     BATCH_IMAGES.observe(len(answers))
     threshold = current_app.config["LOW_CONFIDENCE"]
     for answer in answers:
-        if "digit" in answer:
-            ANSWERS.labels(str(answer["digit"])).inc()
-            if answer["confidence"] < threshold:
+        if "error" in answer:
+            if answer["error"]["code"] in REFUSALS.values():
+                REFUSED.labels(answer["error"]["code"]).inc()
+            continue
+        for digit in answer.get("digits", [answer]):  # a number's digits, or the one digit
+            ANSWERS.labels(str(digit["digit"])).inc()
+            if digit["confidence"] < threshold:
                 LOW_CONFIDENCE.inc()
 
 

@@ -1,4 +1,9 @@
-"""The shipped model, loaded once and checked against its card: preprocessed digits in, probabilities out."""
+"""The shipped model, loaded once and checked against its card: preprocessed digits in, probabilities out.
+
+The model reads twelve classes: the ten digits, then two it refuses to read, "not a digit" (a letter, a
+symbol, a drawing) and "several digits". A picture is refused when those two together are at least as
+likely as the card's threshold, fitted by scripts/train.py on held-out pictures.
+"""
 
 import hashlib
 import json
@@ -16,7 +21,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BATCH_SIZES = (1, 4, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
+NOT_A_DIGIT, SEVERAL_DIGITS = 10, 11  # the model's classes after the ten digits: pictures it refuses to read
+REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
+BATCH_SIZES = (1, 4, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
 # Initial values for every layer while the model is built, before its saved weights replace them
@@ -32,6 +39,7 @@ class Predictor:
         self.model = model
         self.card = card
         self.version = card["version"]
+        self.refusal_threshold = card["refusal"]["threshold"]
 
     @classmethod
     def load(cls, model_path):
@@ -44,7 +52,8 @@ class Predictor:
         return int(self.predict(CHECK_DIGIT[None])[0].argmax()) == 1
 
     def predict(self, digits):
-        """Probabilities (n, 10) for uint8 MNIST-convention digits (n, 28, 28), in order."""
+        """Probabilities (n, 12) for uint8 MNIST-convention pictures (n, 28, 28), in order: the ten digits,
+        then not a digit, then several digits."""
         pixels = to_model_input(digits)
         largest = BATCH_SIZES[-1]
         rows = [_predict_padded(self.model, pixels[start : start + largest])
@@ -68,14 +77,29 @@ def checked_card(model_path):
         described = str(card.get("sha256") if isinstance(card, dict) else None)[:12]
         raise ModelError(f"{model_path} has sha256 {digest[:12]}..., but {card_path} describes {described}...: "
                          f"the two do not belong together; regenerate both with scripts/train.py")
+    if "threshold" not in card.get("refusal", {}):
+        raise ModelError(f"{card_path} gives no refusal threshold: the model predates the refusal classes; "
+                         f"regenerate it with scripts/train.py")
     return card
 
 
-def postprocess(probabilities):
-    """One row of probabilities as the answer a client reads."""
-    rounded = [round(float(p), 6) for p in probabilities]
-    digit = int(np.argmax(probabilities))
-    return {"digit": digit, "confidence": rounded[digit], "probabilities": rounded}
+def postprocess(probabilities, refusal_threshold):
+    """One row of the model's probabilities as the answer a client reads, and the code of the refusal
+    (None, "not_a_digit" or "several_digits"). The answer holds the ten digits' probabilities: they add up
+    to less than 1 by the chance that the picture is no single digit at all."""
+    digits = probabilities[:10]
+    rounded = [round(float(p), 6) for p in digits]
+    digit = int(np.argmax(digits))
+    return {"digit": digit, "confidence": rounded[digit], "probabilities": rounded}, refusal(probabilities,
+                                                                                             refusal_threshold)
+
+
+def refusal(probabilities, refusal_threshold):
+    """The code of the refusal of one row of the model's probabilities, or None when it is read: refused
+    when its refusal classes together reach the threshold, with the code of the likelier of the two."""
+    if float(probabilities[NOT_A_DIGIT:].sum()) < refusal_threshold:
+        return None
+    return REFUSALS[NOT_A_DIGIT + int(np.argmax(probabilities[NOT_A_DIGIT:]))]
 
 
 @lru_cache(maxsize=4)

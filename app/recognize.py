@@ -1,25 +1,22 @@
-"""POST /recognize.json: one image or a batch, sent as multipart, JSON base64 or a raw image body."""
-
-import base64
-import binascii
-import io
-import re
+"""POST /recognize.json: one digit per image, for one image or a batch; pictures that are not one digit
+are refused rather than guessed at."""
 
 import numpy as np
-from flask import Blueprint, current_app, g, jsonify, request
-from PIL import Image
+from flask import Blueprint, current_app, g, jsonify
 
 from app.errors import ApiError
 from app.metrics import observe_answers
 from app.predictor import postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, preprocess
+from app.uploads import HOW_TO_SEND, png_data_url, read_images, wants_model_input
 
 bp = Blueprint("recognize", __name__)
 
-DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
-RAW_TYPES = ("application/octet-stream",)
-HOW_TO_SEND = ("send the image as a multipart field named 'image', as JSON {\"image\": \"<base64>\"}, "
-               "or as the body with Content-Type image/png (or another image type)")
+REFUSAL_MESSAGES = {
+    "not_a_digit": "the picture does not look like a digit (a letter, a symbol or a drawing?): draw or "
+                   "photograph one digit; error.closest holds the digit it looks most like",
+    "several_digits": "the picture looks like several digits: POST it to /read.json to read them as a number",
+}
 
 
 @bp.post("/recognize.json")
@@ -27,36 +24,32 @@ def recognize():
     show_input = wants_model_input()
     images, is_batch = read_images()
     digits, failures = preprocess_all(images)
-    probabilities = current_app.extensions["predictor"].predict(np.stack(digits)) if digits else ()
-    read = iter(zip(digits, probabilities))
-    answers = []
+    predictor = current_app.extensions["predictor"]
+    probabilities = iter(predictor.predict(np.stack(digits)) if digits else ())
+    framed = iter(digits)
+    results = []  # per image, its answer or the ApiError it gets
     for index in range(len(images)):
         if index in failures:
-            answers.append({"error": failures[index].as_json()})
+            results.append(failures[index])
             continue
-        digit, row = next(read)
-        answers.append(postprocess(row) | ({"model_input": png_data_url(digit)} if show_input else {}))
+        answer, refusal = postprocess(next(probabilities), predictor.refusal_threshold)
+        digit = next(framed)
+        if show_input:
+            answer["model_input"] = png_data_url(digit)
+        results.append(refused(refusal, answer) if refusal else answer)
+    answers = [{"error": result.as_json()} if isinstance(result, ApiError) else result for result in results]
     observe_answers(answers)
     if is_batch:
         return jsonify(predictions=answers)
-    if failures:
-        raise failures[0]
+    if isinstance(results[0], ApiError):
+        raise results[0]
     g.digit, g.confidence = answers[0]["digit"], answers[0]["confidence"]
     return jsonify(answers[0])
 
 
-def wants_model_input():
-    """`?model_input=true` adds to each answer the 28x28 picture the model read, as a PNG data URL."""
-    value = request.args.get("model_input", "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise ApiError(400, "invalid_parameter", f"model_input must be true or false, not {value[:20]!r}")
-    return value in ("true", "1")
-
-
-def png_data_url(digit):
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def refused(code, closest):
+    """The 422 of a picture the model will not read as one digit, with the digit it looks most like."""
+    return ApiError(422, code, REFUSAL_MESSAGES[code], closest=closest)
 
 
 def preprocess_all(images):
@@ -79,61 +72,3 @@ def preprocess_all(images):
         except NoDigit as error:
             failures[index] = ApiError(422, "no_digit", str(error))
     return digits, failures
-
-
-def read_images():
-    """The request's images (bytes, or the ApiError that one could not be read with), and whether they are
-    a batch (whose answer is a list)."""
-    mimetype = request.mimetype
-    if mimetype == "multipart/form-data":
-        files = request.files.getlist("image")
-        if not files:
-            raise ApiError(400, "no_image", f"no file field named 'image' was sent: {HOW_TO_SEND}")
-        _within_batch_limit(len(files))
-        return [file.read() for file in files], len(files) > 1
-    if mimetype == "application/json":
-        return _from_json(_json_body())
-    if mimetype.startswith("image/") or mimetype in RAW_TYPES:
-        return [request.get_data()], False
-    if not mimetype and not request.content_length:
-        raise ApiError(400, "no_image", f"no image was sent: {HOW_TO_SEND}")
-    raise ApiError(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted: {HOW_TO_SEND}")
-
-
-def _within_batch_limit(count):
-    """Refuse a batch over MAX_BATCH before any of its images is read or decoded."""
-    limit = current_app.config["MAX_BATCH"]
-    if count > limit:
-        raise ApiError(413, "too_many_images", f"{count} images sent: at most {limit} per request")
-
-
-def _json_body():
-    """The parsed JSON body, or None when it is not JSON. JSON nested deeper than Python's parser can
-    follow raises RecursionError, not the ValueError that `silent` covers, so it is caught here."""
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:
-        return None
-
-
-def _from_json(body):
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", 'the body is not a JSON object: send {"image": "<base64>"}')
-    if isinstance(body.get("image"), str):
-        return [_decode_base64(body["image"], "image")], False
-    if isinstance(body.get("images"), list) and body["images"]:
-        _within_batch_limit(len(body["images"]))
-        if not all(isinstance(item, str) for item in body["images"]):
-            raise ApiError(400, "invalid_json", '"images" must be a list of base64 strings')
-        return [_decode_base64(item, f"images[{i}]") for i, item in enumerate(body["images"])], True
-    raise ApiError(400, "no_image", 'the JSON has no "image" string or "images" list of base64 strings')
-
-
-def _decode_base64(text, field):
-    """Base64, bare or as a data URL (what a canvas's toDataURL() gives); an ApiError if it is neither."""
-    match = DATA_URL.match(text)
-    payload = text[match.end():] if match else text
-    try:
-        return base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return ApiError(400, "invalid_base64", f"{field} is not valid base64 (or a base64 data URL)")

@@ -8,7 +8,8 @@ Starts, one at a time on free loopback ports, timing each from launch to its fir
   floor        a Flask hello-world that reads the upload and answers a fixed JSON, gunicorn -w 2
 then drives them with `hey` in rounds, taking turns within each round, so that a burst of load from
 elsewhere on a shared machine falls on one turn rather than on one server: one 28x28 PNG (an MNIST test
-digit) per multipart request at 1 and at 32 clients, then (service only) 64 images per request at 2.
+digit) per multipart request at 1 and at 32 clients, then (service only) 64 images per request at 2 and
+a 4-digit number (four MNIST test digits side by side, 28 px tall) to /read.json at 1 client.
 Prints one table of the rounds' medians: cold start, p50/p99, requests/s, the server's CPU time per
 request at 32 clients (master and workers, from /proc: what a request costs the machine, less swayed by
 the load generator and by other work on a shared machine than requests/s), images/s, errors (all
@@ -29,6 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,15 +59,18 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     one = multipart(work / "one.body", digits.x_test[:1])
     batch = multipart(work / "batch.body", digits.x_test[:64])
+    number = multipart(work / "number.body", [number_picture(digits.x_test[:4])])
     # The baselines start outside the repository so that gunicorn does not pick up ./gunicorn.conf.py,
     # which imports Keras on JAX in the master: they run as plain `gunicorn -w 2`.
     baseline = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-w", "2"]
-    servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch body
+    servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch and
+        # number bodies
         "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv), ROOT,
-                    args.single, args.requests, batch),
+                    args.single, args.requests, batch, number),
         "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_single,
-                       args.seeds_requests, None),
-        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None),
+                       args.seeds_requests, None, None),
+        "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None,
+                  None),
     }
     running = {}
     try:
@@ -73,10 +78,10 @@ def main(argv=None):
             print(f"starting {name} ...", file=sys.stderr, flush=True)
             running[name] = launch(command, environment, directory, one)
         rounds = {name: [] for name in servers}
-        for number in range(1, args.rounds + 1):
-            for name, (*_, single, loaded, batch_body) in servers.items():
-                print(f"round {number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
-                rounds[name].append(drive(running[name], one, batch_body, single, loaded, args.batches))
+        for round_number in range(1, args.rounds + 1):
+            for name, (*_, single, loaded, batch_body, number_body) in servers.items():
+                print(f"round {round_number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
+                rounds[name].append(drive(running[name], one, batch_body, number_body, single, loaded, args.batches))
         results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["process"].pid)}
                    for name in servers}
     finally:
@@ -131,8 +136,9 @@ def launch(command, environment, directory, one):
             "start": {"cold start s": cold_start, "first request ms": first}}
 
 
-def drive(server, one, batch, single, loaded, batches):
-    """One round: `single` requests at 1 client, `loaded` at 32, and `batches` of 64 images at 2 if given."""
+def drive(server, one, batch, number, single, loaded, batches):
+    """One round: `single` requests at 1 client, `loaded` at 32, `batches` of 64 images at 2 if given, and
+    `single` numbers to /read.json at 1 client if given."""
     url, pid = server["url"], server["process"].pid
     alone = hey(url, one, "-n", str(single), "-c", "1")
     cpu_before = cpu_seconds(pid)
@@ -146,6 +152,11 @@ def drive(server, one, batch, single, loaded, batches):
         batched = hey(url, batch, "-n", str(batches), "-c", "2")
         result["images/s in 64s"] = batched["rps"] * 64
         result["errors"] += batched["errors"]
+    if number:
+        numbers = hey(url.replace("/recognize.json", "/read.json"), number, "-n", str(single), "-c", "1")
+        result["p50 4-digit read ms"] = numbers["p50"]
+        result["p99 4-digit read ms"] = numbers["p99"]
+        result["errors"] += numbers["errors"]
     return result
 
 
@@ -233,7 +244,7 @@ def print_table(results, rounds):
     service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
             "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "images/s in 64s",
-            "errors", "PSS MB"]
+            "p50 4-digit read ms", "p99 4-digit read ms", "errors", "PSS MB"]
     print(f"\n{'':27}{'service':>12}{'seeds way':>12}{'floor':>12}")
     for row in rows:
         cells = "".join(f"{r[row]:>12,.{2 if 'CPU' in row else 1}f}" if row in r else f"{'-':>12}"
@@ -242,7 +253,9 @@ def print_table(results, rounds):
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
           f"seeds' way; throughput at 32 clients: {service['requests/s 32 clients'] / floor['requests/s 32 clients']:.2f}"
           f"x the floor (CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
-          f"the floor's); medians of {rounds} rounds; {os.cpu_count()} CPUs")
+          f"the floor's); a 4-digit number through /read.json "
+          f"{service['p50 4-digit read ms'] / service['p50 1 client ms']:.2f}x one digit through /recognize.json; "
+          f"medians of {rounds} rounds; {os.cpu_count()} CPUs")
 
 
 def procfile_web_line():
@@ -253,10 +266,17 @@ def procfile_web_line():
 
 
 def multipart(path, digits):
-    """A multipart request body file with each MNIST digit as a PNG field named `image`."""
+    """A multipart request body file with each picture (an MNIST digit, or a number of them) as a PNG field
+    named `image`."""
     pictures = [(f"digit{i}.png", to_bytes(Image.fromarray(digit), "PNG")) for i, digit in enumerate(digits)]
     path.write_bytes(multipart_body(pictures, BOUNDARY))
     return path
+
+
+def number_picture(digits):
+    """MNIST digits side by side, 6 px apart: a number as MNIST would have written it."""
+    gap = np.zeros((28, 6), dtype=np.uint8)
+    return np.hstack([part for digit in digits for part in (digit, gap)][:-1])
 
 
 def free_port():

@@ -37,3 +37,12 @@ def expected_calibration_error(probabilities, labels, bins=15):
         if members.any():
             error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
     return float(error)
+
+
+def fit_refusal_threshold(probabilities, labels, digit_refusals):
+    """The lowest threshold on the refusal classes' probability (columns 10 on) that refuses at most a
+    `digit_refusals` share of the digits (labels 0-9) read right: every other picture refused as readily as
+    the digits allow. Never under 0.5: a picture is not refused while it is likelier a digit than not."""
+    refusal = probabilities[:, 10:].sum(axis=1)
+    read_right = (labels < 10) & (probabilities[:, :10].argmax(axis=1) == labels)
+    return float(max(np.nextafter(np.quantile(refusal[read_right], 1 - digit_refusals), 1), 0.5))

@@ -1,11 +1,14 @@
-"""Score the running service over HTTP on the evaluation set, category by category.
+"""Score the running service over HTTP on the evaluation set, endpoint by endpoint, category by category.
 
     python scripts/make_eval_set.py                     # once: build the set
     python scripts/evaluate.py --url http://localhost:5000
 
-Sends the pictures as users do (multipart uploads, up to 64 per request), then prints a table of
-accuracy per category, the misses, and writes a contact sheet of the misses (the picture sent, the
-true digit, what the service read and how sure it was).
+Sends the pictures as users do (multipart uploads, up to 64 per request) to the endpoint that reads
+their category (make_eval_set.ENDPOINTS: digits to /recognize.json, numbers to /read.json, pictures to
+refuse to both), then prints a table per endpoint and category, the misses, and writes a contact sheet of
+the misses (the picture sent, what it is, what the service answered and how sure it was). A picture to
+refuse counts as right when it is refused (not_a_digit or several_digits); a number when every digit is
+read, in order.
 """
 
 import argparse
@@ -24,26 +27,28 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
 
+from scripts.make_eval_set import ENDPOINTS  # noqa: E402
 from scripts.mnist_data import DEFAULT_CACHE  # noqa: E402
 
 CELL = 120
 CAPTION = 18
 MAX_SHEET = 400
+REFUSALS = ("not_a_digit", "several_digits")
 
 
 class Service:
-    """A keep-alive HTTP connection to the service's POST /recognize.json."""
+    """A keep-alive HTTP connection to the service."""
 
     def __init__(self, url):
         parts = urlsplit(url)
         connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self.connection = connection(parts.hostname, parts.port, timeout=60)
-        self.path = parts.path.rstrip("/") + "/recognize.json"
+        self.prefix = parts.path.rstrip("/")
 
-    def recognize(self, pictures):
-        """One answer ({"digit", "confidence", ...} or {"error": ...}) per picture, in order."""
+    def send(self, endpoint, pictures):
+        """One answer ({"digit", ...}, {"number", ...} or {"error": ...}) per picture, in order."""
         boundary = uuid.uuid4().hex
-        self.connection.request("POST", self.path, multipart_body(pictures, boundary),
+        self.connection.request("POST", self.prefix + endpoint, multipart_body(pictures, boundary),
                                 {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         response = self.connection.getresponse()
         answer = json.loads(response.read())
@@ -61,11 +66,13 @@ def multipart_body(pictures, boundary):
 
 
 def score(service, root, rows, batch_size, batch_bytes):
-    """Each row of labels.csv with the service's answer added."""
+    """Each row of labels.csv with the endpoint and its answer added, once for each endpoint that reads it."""
     results = []
-    for chunk in batches(root, rows, batch_size, batch_bytes):
-        answers = service.recognize([(Path(row["file"]).name, data) for row, data in chunk])
-        results.extend({**row, "answer": answer} for (row, _), answer in zip(chunk, answers))
+    for endpoint, categories in ENDPOINTS.items():
+        theirs = [row for row in rows if row["category"] in categories]
+        for chunk in batches(root, theirs, batch_size, batch_bytes):
+            answers = service.send(endpoint, [(Path(row["file"]).name, data) for row, data in chunk])
+            results.extend({**row, "endpoint": endpoint, "answer": answer} for (row, _), answer in zip(chunk, answers))
     return results
 
 
@@ -84,30 +91,41 @@ def batches(root, rows, batch_size, batch_bytes):
 
 
 def is_right(result):
-    return result["answer"].get("digit") == int(result["digit"])
+    answer, expected = result["answer"], result["expected"]
+    if expected in REFUSALS:
+        return answer.get("error", {}).get("code") in REFUSALS
+    if "number" in answer:
+        return answer["number"] == expected
+    return str(answer.get("digit")) == expected
+
+
+def said(answer):
+    """What the service answered, in a few characters."""
+    if "error" in answer:
+        return answer["error"]["code"]
+    return f"{answer.get('number', answer.get('digit'))} ({answer['confidence']:.0%})"
 
 
 def summary_table(results, seconds):
     by_category = defaultdict(list)
     for result in results:
-        by_category[result["category"]].append(result)
-    lines = [f"{'category':10}{'images':>8}{'accuracy':>10}{'misses':>8}{'errors':>8}{'mean conf':>11}"
+        by_category[result["endpoint"], result["category"]].append(result)
+    lines = [f"{'endpoint':17}{'category':12}{'images':>8}{'right':>9}{'misses':>8}{'refused':>9}{'mean conf':>11}"
              f"{'conf when wrong':>17}"]
-    for category, group in by_category.items():
+    for (endpoint, category), group in by_category.items():
         right = sum(map(is_right, group))
-        answered = [r["answer"] for r in group if "digit" in r["answer"]]
-        wrong = [r["answer"]["confidence"] for r in group if "digit" in r["answer"] and not is_right(r)]
-        lines.append(f"{category:10}{len(group):>8,}{right / len(group):>10.2%}{len(group) - right:>8}"
-                     f"{len(group) - len(answered):>8}{sum(a['confidence'] for a in answered) / max(len(answered), 1):>11.3f}"
+        refused = sum(r["answer"].get("error", {}).get("code") in REFUSALS for r in group)
+        answered = [r["answer"] for r in group if "confidence" in r["answer"]]
+        wrong = [r["answer"]["confidence"] for r in group if "confidence" in r["answer"] and not is_right(r)]
+        lines.append(f"{endpoint:17}{category:12}{len(group):>8,}{right / len(group):>9.2%}{len(group) - right:>8}"
+                     f"{refused:>9}{sum(a['confidence'] for a in answered) / max(len(answered), 1):>11.3f}"
                      f"{(sum(wrong) / len(wrong) if wrong else float('nan')):>17.3f}")
-    lines.append(f"{len(results):,} images in {seconds:.1f} s")
+    lines.append(f"{len(results):,} answers in {seconds:.1f} s")
     return "\n".join(lines)
 
 
 def describe_miss(result):
-    answer = result["answer"]
-    said = f"read {answer['digit']} ({answer['confidence']:.0%})" if "digit" in answer else answer["error"]["code"]
-    return f"  {result['file']}: a {result['digit']}, {said} — {result['note']}"
+    return f"  {result['file']}: {result['expected']}, {said(result['answer'])} — {result['note']}"
 
 
 def contact_sheet(root, misses, path):
@@ -127,9 +145,7 @@ def contact_sheet(root, misses, path):
         thumbnail = thumbnail.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BOX)
         backdrop = Image.new("RGBA", thumbnail.size, (200, 200, 200, 255))
         sheet.paste(Image.alpha_composite(backdrop, thumbnail).convert("RGB"), (left + 4, top + 4))
-        answer = result["answer"]
-        said = f"{answer['digit']} {answer['confidence']:.0%}" if "digit" in answer else answer["error"]["code"]
-        pen.text((left + 4, top + CELL), f"{result['digit']} -> {said}", fill="black")
+        pen.text((left + 4, top + CELL), f"{result['expected']} -> {said(result['answer'])}", fill="black")
     sheet.save(path)
 
 
@@ -142,13 +158,14 @@ def main(argv=None):
                         help="most bytes of pictures per request, below the service's body limit (%(default)s)")
     parser.add_argument("--sheet", type=Path, help="contact sheet of the misses (default: SET/misses.png)")
     parser.add_argument("--show", type=int, default=15, help="misses printed per category")
+    parser.add_argument("--only", nargs="+", metavar="CATEGORY", help="score these categories only")
     args = parser.parse_args(argv)
     labels = args.set / "labels.csv"
     if not labels.exists():
         print(f"evaluate.py: {labels} does not exist: run scripts/make_eval_set.py first", file=sys.stderr)
         return 2
     with open(labels, newline="") as file:
-        rows = list(csv.DictReader(file))
+        rows = [row for row in csv.DictReader(file) if not args.only or row["category"] in args.only]
     started = time.perf_counter()
     try:
         results = score(Service(args.url), args.set, rows, args.batch_size, args.batch_bytes)
@@ -157,9 +174,10 @@ def main(argv=None):
         return 2
     print(summary_table(results, time.perf_counter() - started))
     misses = [result for result in results if not is_right(result)]
-    for category in dict.fromkeys(result["category"] for result in misses):
-        theirs = [miss for miss in misses if miss["category"] == category]
-        print(f"\n{category}: {len(theirs)} missed" + (f", first {args.show}:" if len(theirs) > args.show else ":"))
+    for endpoint, category in dict.fromkeys((result["endpoint"], result["category"]) for result in misses):
+        theirs = [miss for miss in misses if (miss["endpoint"], miss["category"]) == (endpoint, category)]
+        print(f"\n{endpoint} {category}: {len(theirs)} missed"
+              + (f", first {args.show}:" if len(theirs) > args.show else ":"))
         print("\n".join(describe_miss(miss) for miss in theirs[: args.show]))
     sheet = args.sheet or args.set / "misses.png"
     contact_sheet(args.set, misses, sheet)

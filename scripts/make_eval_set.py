@@ -14,7 +14,18 @@ Categories (each from its own MNIST test digits, so that no digit is scored twic
   uci      a second, independent source: the 1,797 UCI optical digits (43 writers, 8x8, 0-16) that
            scikit-learn ships, upscaled
 
-It writes DIR/<category>/<name> and DIR/labels.csv (file, category, digit, note). Same seed, same set.
+Pictures that /recognize.json must refuse, in turn as canvas exports, photos and scans:
+  not_digit  letters, symbols, shapes and scribbles (scripts/glyphs.py), in fonts training never used
+  several    numbers of 2-6 MNIST test digits, with gaps or touching
+
+Numbers for /read.json, of 2-6 MNIST test digits each (drawn from all 10,000: no training digit):
+  numbers     with gaps between the digits, as canvas exports and scans in turn
+  touching    neighbours touching or overlapping a little, as canvas exports and scans in turn
+  num_photo   with gaps, as phone photos
+  uci_numbers numbers of 2-6 UCI digits, upscaled, white on black
+
+It writes DIR/<category>/<name> and DIR/labels.csv (file, category, expected, note): the expected answer
+is a digit, a number (digits as a string) or the code of a refusal. Same seed, same set.
 """
 
 import argparse
@@ -28,6 +39,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
 
+from scripts import glyphs  # noqa: E402
 from scripts.mnist_data import DEFAULT_CACHE, DataError, load_mnist  # noqa: E402
 
 CANVAS_INKS = [(0, 0, 0), (33, 37, 41), (25, 60, 200), (200, 30, 40), (20, 130, 60), (255, 255, 255)]
@@ -38,9 +50,11 @@ EXIF_ORIENTATION = 0x0112
 SIDEWAYS = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 
 
-def pen_mask(digit, side):
-    """An MNIST digit as a `side`-px ink coverage map in [0, 1] with crisp, anti-aliased edges, as a pen draws."""
-    grey = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+def pen_mask(glyph, side):
+    """An ink picture (an MNIST digit, or any uint8 glyph) as a `side`-px-tall ink coverage map in [0, 1] with
+    crisp, anti-aliased edges, as a pen draws."""
+    size = (max(1, round(side * glyph.shape[1] / glyph.shape[0])), side)
+    grey = np.asarray(Image.fromarray(glyph).resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
     t = np.clip((grey - 0.2) / 0.5, 0, 1)
     return t * t * (3 - 2 * t)
 
@@ -68,11 +82,21 @@ def to_bytes(image, format, **options):
     return buffer.getvalue()
 
 
+def wideness(glyph):
+    """How many times wider than tall a glyph is, at least 1: pictures of numbers are made that much wider."""
+    return max(glyph.shape[1] / glyph.shape[0], 1.0)
+
+
+def room(size, glyph):
+    """The tallest that `glyph` fits in a picture of `size` (width, height)."""
+    return min(size[1], size[0] / wideness(glyph))
+
+
 def canvas(digit, rng, position):
     """A drawing-canvas export: PNG strokes on a transparent (three in four) or white background."""
     side = int(rng.integers(150, 700))
-    size = (side, int(side * rng.uniform(0.6, 1.4)))
-    mask = placed(pen_mask(digit, int(min(size) * rng.uniform(0.35, 1.0))), size, rng)
+    size = (int(side * wideness(digit)), int(side * rng.uniform(0.6, 1.4)))
+    mask = placed(pen_mask(digit, int(room(size, digit) * rng.uniform(0.35, 1.0))), size, rng)
     ink = CANVAS_INKS[int(rng.integers(len(CANVAS_INKS)))]
     if rng.random() < 0.75:
         rgba = np.zeros((size[1], size[0], 4), dtype=np.uint8)
@@ -92,7 +116,12 @@ def photo(digit, rng, position):
     if rng.random() < 0.5:
         width, height = height, width
     box = int(min(width, height) * rng.uniform(0.3, 0.8))
-    tilted = Image.fromarray(pen_mask(digit, box), "F").rotate(float(rng.uniform(-8, 8)), Image.Resampling.BILINEAR)
+    wide = wideness(digit)
+    if wide > 1:  # a number: the sheet held in landscape, the number across most of it
+        width, height = max(width, height), min(width, height)
+        box = int(min(box, 0.85 * width / wide))
+    tilted = Image.fromarray(pen_mask(digit, box), "F").rotate(float(rng.uniform(-8, 8)) / wide,
+                                                               Image.Resampling.BILINEAR, expand=wide > 1)
     mask = placed(np.asarray(tilted, dtype=np.float32) * rng.uniform(0.75, 1.0), (width, height), rng)
     paper = np.asarray(PAPERS[int(rng.integers(len(PAPERS)))], dtype=np.float32)
     pixels = paint(mask, PHOTO_INKS[int(rng.integers(len(PHOTO_INKS)))], paper)
@@ -119,8 +148,11 @@ def photo(digit, rng, position):
 def scan(digit, rng, position):
     """A scan or screenshot, dark ink on white, in one of the formats people keep such pictures in (in turn)."""
     side = int(rng.integers(40, 900))
-    size = (side, int(side * rng.uniform(0.7, 1.3)))
-    mask = placed(pen_mask(digit, max(16, int(min(size) * rng.uniform(0.4, 1.0)))), size, rng)
+    wide = wideness(digit)
+    if wide > 1:  # a number: at most 1,800 px wide, its digits at least about 20 px tall
+        side = int(np.clip(side, min(80 * wide, 1800) / wide, 1800 / wide))
+    size = (int(side * wide), int(side * rng.uniform(0.7, 1.3)))
+    mask = placed(pen_mask(digit, max(16, int(room(size, digit) * rng.uniform(0.4, 1.0)))), size, rng)
     grey = (1 - mask) * rng.uniform(225, 255) + mask * rng.uniform(0, 60)
     image = Image.fromarray(np.rint(grey).astype(np.uint8), "L")
     kind = SCAN_FORMATS[position % len(SCAN_FORMATS)]
@@ -161,20 +193,67 @@ def framing(digit, rng, position):
 
 
 RENDERERS = {"canvas": canvas, "photo": photo, "scan": scan, "framing": framing}  # (digit, rng, position)
+STYLES = (canvas, photo, scan)  # how the pictures to refuse are rendered, in turn
+# Numbers: the gap between neighbours (a share of the digits' height) and how they are rendered, in turn
+NUMBERS = {"numbers": ((0.25, 0.8), (canvas, scan)), "touching": ((-0.12, 0.03), (canvas, scan)),
+           "num_photo": ((0.2, 0.8), (photo,))}
+# Which endpoint reads which category: every picture to refuse goes to both
+ENDPOINTS = {"/recognize.json": ("mnist", *RENDERERS, "uci", "not_digit", "several"),
+             "/read.json": ("not_digit", *NUMBERS, "uci_numbers")}
+
+
+def uci_images():
+    """The UCI optical digits as 32x32 uint8 pictures, white on black, and their labels."""
+    from sklearn.datasets import load_digits
+
+    uci = load_digits()
+    pictures = [Image.fromarray(np.rint(image * 255 / 16).astype(np.uint8), "L") for image in uci.images]
+    return np.stack([np.asarray(picture.resize((32, 32), Image.Resampling.BICUBIC)) for picture in pictures]), uci.target
 
 
 def uci_digits():
     """The UCI optical digits, 8x8 counts 0-16 (ink high), upscaled to 32x32 grey PNGs, white on black."""
-    from sklearn.datasets import load_digits
+    for image, label in zip(*uci_images()):
+        yield to_bytes(Image.fromarray(image), "PNG"), "png", int(label), "8x8 upscaled"
 
-    uci = load_digits()
-    for image, label in zip(uci.images, uci.target):
-        grey = Image.fromarray(np.rint(image * 255 / 16).astype(np.uint8), "L")
-        yield to_bytes(grey.resize((32, 32), Image.Resampling.BICUBIC), "PNG"), "png", int(label), "8x8 upscaled"
+
+def refusals(mnist, count, rng):
+    """(category, name, bytes, expected, note): pictures of no digit, in fonts training never used, and numbers
+    of several digits, each rendered as a canvas export, a photo and a scan in turn."""
+    fonts = glyphs.font_files(evaluation=True)
+    kinds = glyphs.NOT_A_DIGIT_KINDS
+    for position in range(count):
+        glyph, what = glyphs.not_a_digit(rng, fonts, kinds[position % len(kinds)])
+        style = STYLES[(position // len(kinds)) % len(STYLES)]
+        data, extension, note = style(glyph, rng, position // (len(kinds) * len(STYLES)))
+        yield "not_digit", f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {style.__name__}, {note}"
+    for position in range(count):
+        glyph, what = glyphs.several_digits(mnist.x_test, rng)
+        style = STYLES[position % len(STYLES)]
+        data, extension, note = style(glyph, rng, position // len(STYLES))
+        yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {style.__name__}, {note}"
+
+
+def numbers(images, labels, count, rng, spacing, styles):
+    """(name, bytes, the number, note) for `count` numbers of 2-6 of `images`, written with gaps drawn from
+    `spacing` and rendered by `styles` in turn."""
+    for position in range(count):
+        chosen = rng.choice(len(images), int(rng.integers(2, 7)), replace=False)
+        gap = float(rng.uniform(*spacing))
+        glyph, _ = glyphs.number(images[chosen], rng, gap)
+        style = styles[position % len(styles)]
+        data, extension, note = style(glyph, rng, position // len(styles))
+        written = "".join(str(int(labels[index])) for index in chosen)
+        yield f"{position:05d}.{extension}", data, written, f"test digits {chosen.tolist()}, gap {gap:+.2f}: {note}"
+
+
+def uci_number(glyph, rng, position):
+    """A number of UCI digits as they are: white on black, a little margin, PNG."""
+    return to_bytes(Image.fromarray(np.pad(glyph, int(rng.integers(4, 30)))), "PNG"), "png", "UCI, upscaled"
 
 
 def build(mnist, per_category, seed):
-    """(category, name, bytes, digit, note) for every picture of the set."""
+    """(category, name, bytes, expected, note) for every picture of the set."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(mnist.x_test))
     for index, (digit, label) in enumerate(zip(mnist.x_test, mnist.y_test)):
@@ -186,7 +265,14 @@ def build(mnist, per_category, seed):
             yield category, f"{index:05d}.{extension}", data, label, f"MNIST test {index}: {note}"
     for index, (data, extension, label, note) in enumerate(uci_digits()):
         yield "uci", f"{index:04d}.{extension}", data, label, f"UCI digit {index}: {note}"
-
+    rng = np.random.default_rng(seed + 1)  # its own stream: the categories above stay as they were
+    yield from refusals(mnist, per_category, rng)
+    for category, (spacing, styles) in NUMBERS.items():
+        for name, data, written, note in numbers(mnist.x_test, mnist.y_test, per_category, rng, spacing, styles):
+            yield category, name, data, written, note
+    uci, uci_labels = uci_images()
+    for name, data, written, note in numbers(uci, uci_labels, per_category // 2, rng, (0.2, 0.8), (uci_number,)):
+        yield "uci_numbers", name, data, written, "UCI " + note
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,11 +292,11 @@ def main(argv=None):
     counts = {}
     with open(_fresh(args.output) / "labels.csv", "w", newline="") as labels:
         writer = csv.writer(labels)
-        writer.writerow(["file", "category", "digit", "note"])
-        for category, name, data, digit, note in build(mnist, args.per_category, args.seed):
+        writer.writerow(["file", "category", "expected", "note"])
+        for category, name, data, expected, note in build(mnist, args.per_category, args.seed):
             (args.output / category).mkdir(exist_ok=True)
             (args.output / category / name).write_bytes(data)
-            writer.writerow([f"{category}/{name}", category, digit, note])
+            writer.writerow([f"{category}/{name}", category, expected, note])
             counts[category] = counts.get(category, 0) + 1
     print(", ".join(f"{category} {count:,}" for category, count in counts.items()) + f": written to {args.output}")
     return 0
@@ -221,7 +307,7 @@ def _fresh(directory):
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()) and not (directory / "labels.csv").exists():
         raise SystemExit(f"make_eval_set.py: {directory} is not empty and holds no evaluation set: choose another")
-    for category in ("mnist", *RENDERERS, "uci"):
+    for category in dict.fromkeys(category for categories in ENDPOINTS.values() for category in categories):
         for old in directory.glob(f"{category}/*"):
             old.unlink()
     return directory

@@ -1,11 +1,14 @@
 """Train the digit CNN on MNIST; write model/model.h5, its card model/model.json and model/confusion.png.
 
-    python scripts/train.py            # the shipped model: about 20 minutes on 2 CPU cores
+    python scripts/train.py            # the shipped model: about 25 minutes on 2 CPU cores
     python scripts/train.py --quick    # 2,000 digits and one epoch, in seconds: proves the script works
 
-Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The 10,000 test
-digits are used for nothing but the final report; every choice (the temperature included) is
-made on a validation split held out from the training data.
+Data, model, train, calibrate, evaluate, write: in that order, top to bottom. Besides the ten digits
+the network learns two classes to refuse: "not a digit" (letters, symbols, shapes and scribbles, from
+scripts/glyphs.py) and "several digits" (numbers written with MNIST digits). The 10,000 test digits,
+and non-digits drawn from fonts training never used, serve for nothing but the final report; every
+choice (the temperature and the refusal threshold included) is made on a validation split held out
+from the training data.
 """
 
 import argparse
@@ -22,9 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from app.preprocessing import frame_digits, to_model_input  # noqa: E402
-from scripts import model_card  # noqa: E402
-from scripts.calibration import expected_calibration_error, fit_temperature, softmax  # noqa: E402
+from app.preprocessing import frame_digit, frame_digits, to_model_input  # noqa: E402
+from app.predictor import NOT_A_DIGIT, REFUSALS, SEVERAL_DIGITS  # noqa: E402
+from scripts import glyphs, model_card  # noqa: E402
+from scripts.calibration import (expected_calibration_error, fit_refusal_threshold, fit_temperature,  # noqa: E402
+                                 softmax)
 from scripts.mnist_data import DEFAULT_CACHE, DataError, load_mnist  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
@@ -38,21 +43,27 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak of the warm-up + cosine schedule")
-    parser.add_argument("--filters", type=int, nargs=3, default=[24, 48, 96], metavar=("F1", "F2", "F3"),
+    parser.add_argument("--filters", type=int, nargs=3, default=[24, 48, 128], metavar=("F1", "F2", "F3"),
                         help="filters of the first convolution and of the two blocks after it (%(default)s)")
     parser.add_argument("--conv-dropout", type=float, default=0.1, help="after each convolutional block")
     parser.add_argument("--dense-dropout", type=float, default=0.3, help="before the classifier")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="random shifts, rotations, scale and stroke thickness while training")
     parser.add_argument("--validation-size", type=int, default=5000, help="held out from the training data")
+    parser.add_argument("--non-digits", type=int, default=12000,
+                        help="pictures of no digit to train on, and half as many numbers of several digits")
+    parser.add_argument("--digit-refusals", type=float, default=0.0002,
+                        help="at most this share of the validation digits read right may be refused (%(default)s)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", type=Path, default=MODEL_DIR / "model.h5", help="card and picture go beside it")
-    parser.add_argument("--quick", action="store_true", help="2,000 training digits and one epoch, for tests")
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 training digits, 600 non-digits and one epoch, for tests")
     return parser.parse_args(argv)
 
 
 def build_model(filters, conv_dropout, dense_dropout):
-    """A small CNN that outputs logits: with the default filters about 8 M multiply-adds per digit."""
+    """A small CNN that outputs 12 logits (ten digits, then the refusals): with the default filters about 8 M
+    multiply-adds per digit."""
     import keras
     from keras import layers
 
@@ -67,7 +78,7 @@ def build_model(filters, conv_dropout, dense_dropout):
         *conv(first, 5), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
         *conv(middle, 3), *conv(middle, 3), layers.MaxPooling2D(), layers.Dropout(conv_dropout),
         *conv(last, 3, "valid"), *conv(last, 3, "valid"),
-        layers.Flatten(), layers.Dropout(dense_dropout), layers.Dense(10),
+        layers.Flatten(), layers.Dropout(dense_dropout), layers.Dense(len(REFUSALS) + 10),
     ], name="digit_cnn")
 
 
@@ -94,6 +105,41 @@ def augmenter(seed):
     return augment
 
 
+def with_refusals(digits, labels, count, fonts, seed):
+    """Digits (n, 28, 28) with `count` framed pictures of no digit and count // 2 numbers made of `digits`
+    added, shuffled, with their labels: the refusal classes' numbers."""
+    rng = np.random.default_rng(seed)
+    kinds = glyphs.NOT_A_DIGIT_KINDS
+    pictures = [glyphs.not_a_digit(rng, fonts, kinds[i % len(kinds)])[0] for i in range(count)]
+    pictures += [glyphs.several_digits(digits, rng)[0] for _ in range(count // 2)]
+    framed = np.stack([frame_digit(picture * np.float32(1 / 255)) for picture in pictures])
+    extra = np.repeat([NOT_A_DIGIT, SEVERAL_DIGITS], [count, count // 2])
+    order = rng.permutation(len(digits) + len(framed))
+    return np.concatenate([digits, framed])[order], np.concatenate([labels, extra])[order]
+
+
+def digit_accuracy(logits, labels):
+    """How often a digit is read as the likeliest of the ten digits (refusals aside)."""
+    wanted = labels < 10
+    return float(np.mean(logits[wanted, :10].argmax(axis=1) == labels[wanted]))
+
+
+def refusal_rates(probabilities, labels, threshold):
+    """How often each kind of picture is refused, and the digits read right and not refused."""
+    refused = probabilities[:, NOT_A_DIGIT:].sum(axis=1) >= threshold
+    digits = labels < 10
+    read = digits & ~refused & (probabilities[:, :10].argmax(axis=1) == labels)
+    several = labels == SEVERAL_DIGITS
+    return {
+        "digits_read_right": float(read[digits].mean()),
+        "digits_refused": float(refused[digits].mean()),
+        "not_a_digit_refused": float(refused[labels == NOT_A_DIGIT].mean()),
+        "several_digits_refused": float(refused[several].mean()),
+        "several_digits_called_several": float(
+            (refused & (probabilities[:, SEVERAL_DIGITS] > probabilities[:, NOT_A_DIGIT]))[several].mean()),
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -109,13 +155,20 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
 
-    # Data: the last `validation_size` training digits are held out; test digits take the serving path.
-    x_train, y_train = to_model_input(data.x_train[: -args.validation_size]), data.y_train[: -args.validation_size]
-    x_val, y_val = to_model_input(data.x_train[-args.validation_size :]), data.y_train[-args.validation_size :]
-    x_test, y_test = to_model_input(frame_digits(data.x_test)), data.y_test
+    # Data: the last `validation_size` training digits are held out; test digits take the serving path. Each
+    # split gets its own refusal pictures, numbers of its own digits; the test's are drawn in fonts kept
+    # for evaluation.
+    digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
+    val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
     if args.quick:
-        args.epochs = 1
-        x_train, y_train, x_val, y_val = x_train[:2000], y_train[:2000], x_val[:500], y_val[:500]
+        args.epochs, args.non_digits = 1, 600
+        digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
+    training_fonts, evaluation_fonts = glyphs.font_files(evaluation=False), glyphs.font_files(evaluation=True)
+    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed)
+    val_images, y_val = with_refusals(val_digits, val_labels, args.non_digits // 8, training_fonts, args.seed + 1)
+    test_images, y_test = with_refusals(frame_digits(data.x_test), data.y_test, args.non_digits // 8,
+                                        evaluation_fonts, args.seed + 2)
+    x_train, x_val, x_test = to_model_input(train_images), to_model_input(val_images), to_model_input(test_images)
     batches = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=args.seed)
     batches = batches.batch(args.batch_size)
     if args.augment:
@@ -136,18 +189,20 @@ def main(argv=None):
     history = model.fit(batches, epochs=args.epochs, validation_data=(x_val, y_val), verbose=1).history
     training_seconds = time.time() - started
 
-    # Calibrate on the validation split, then evaluate once on the test digits.
-    temperature = fit_temperature(model.predict(x_val, verbose=0), y_val)
+    # Calibrate and choose the refusal threshold on the validation split, then evaluate once on the test set.
+    val_logits = model.predict(x_val, verbose=0)
+    temperature = fit_temperature(val_logits, y_val)
+    val_probabilities = softmax(val_logits, temperature)
+    threshold = fit_refusal_threshold(val_probabilities, y_val, args.digit_refusals)
     shipped = keras.Sequential([model, layers.Rescaling(1 / temperature), layers.Softmax()], name="digit_recognizer")
     test_logits = model.predict(x_test, verbose=0)
     test_probabilities = softmax(test_logits, temperature)
-    predicted = test_probabilities.argmax(axis=1)
-    accuracy = {
-        "train": float(np.mean(model.predict(x_train, verbose=0).argmax(axis=1) == y_train)),
-        "validation": float(np.mean(model.predict(x_val, verbose=0).argmax(axis=1) == y_val)),
-        "test": float(np.mean(predicted == y_test)),
-    }
-    matrix = model_card.confusion_matrix(y_test, predicted)
+    digits_only = y_test < 10
+    digit_probabilities, digit_labels = test_probabilities[digits_only, :10], y_test[digits_only]
+    predicted = digit_probabilities.argmax(axis=1)
+    accuracy = {"train": digit_accuracy(model.predict(x_train, verbose=0), y_train),
+                "validation": digit_accuracy(val_logits, y_val), "test": digit_accuracy(test_logits, y_test)}
+    matrix = model_card.confusion_matrix(digit_labels, predicted)
 
     # Write the model, its card and its picture.
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +215,15 @@ def main(argv=None):
         "sha256": sha256,
         "trained_at": f"{trained_at:%Y-%m-%dT%H:%M:%SZ}",
         "quick": args.quick,
-        "data": {"source": data.source, "sha256": data.sha256, "train": len(x_train), "validation": len(x_val),
-                 "test": len(x_test)},
+        "data": {"source": data.source, "sha256": data.sha256,
+                 **{split: int(np.sum(labels < 10)) for split, labels in
+                    [("train", y_train), ("validation", y_val), ("test", y_test)]},
+                 "refusal_pictures": {split: {"not_a_digit": int(np.sum(labels == NOT_A_DIGIT)),
+                                              "several_digits": int(np.sum(labels == SEVERAL_DIGITS))}
+                                      for split, labels in [("train", y_train), ("validation", y_val),
+                                                            ("test", y_test)]},
+                 "fonts": {"train": [path.name for path in training_fonts],
+                           "test": [path.name for path in evaluation_fonts]}},
         "hyperparameters": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
                             if key not in ("data", "cache_dir", "output", "quick")},
         "accuracy": accuracy,
@@ -171,8 +233,18 @@ def main(argv=None):
             "temperature": temperature,
             "applied": "inside model.h5: its last two layers compute softmax(logits / temperature), "
                        "so the service's probabilities are the calibrated ones",
-            "test_ece_15_bins_before": expected_calibration_error(softmax(test_logits), y_test),
-            "test_ece_15_bins_after": expected_calibration_error(test_probabilities, y_test),
+            "test_ece_15_bins_before": expected_calibration_error(softmax(test_logits)[digits_only, :10], digit_labels),
+            "test_ece_15_bins_after": expected_calibration_error(digit_probabilities, digit_labels),
+        },
+        "refusal": {
+            "classes": {str(index): code for index, code in REFUSALS.items()},
+            "threshold": threshold,
+            "rule": "a picture is refused when the probabilities of the refusal classes add up to the threshold "
+                    "or more; the code is that of the likelier of the two",
+            "fitted": f"on the validation split: the lowest threshold that refuses at most {args.digit_refusals:.1%} "
+                      "of the validation digits read right",
+            "validation": refusal_rates(val_probabilities, y_val, threshold),
+            "test": refusal_rates(test_probabilities, y_test, threshold),
         },
         "parameters": int(model.count_params()),
         "multiply_adds_per_image": model_card.multiply_adds(model),
@@ -180,7 +252,7 @@ def main(argv=None):
         "machine": model_card.machine(),
         "libraries": model_card.library_versions(),
         "input": model_card.INPUT_CONVENTION,
-        "output": "probabilities of the digits 0-9, float32 (n, 10), calibrated",
+        "output": "calibrated probabilities, float32 (n, 12): the digits 0-9, then not a digit, then several digits",
     }
     model_card.write_card(args.output.with_name("model.json"), card)
     model_card.draw_card_picture(args.output.with_name("confusion.png"), matrix, history,
@@ -190,6 +262,10 @@ def main(argv=None):
     print(f"parameters {card['parameters']:,}, multiply-adds per digit {card['multiply_adds_per_image']:,}")
     print(f"trained in {training_seconds / 60:.1f} min; temperature {temperature:.3f}, test ECE "
           f"{card['calibration']['test_ece_15_bins_before']:.2%} -> {card['calibration']['test_ece_15_bins_after']:.2%}")
+    test_refusals = card["refusal"]["test"]
+    print(f"refusal threshold {threshold:.3f}: test digits read right {test_refusals['digits_read_right']:.2%}, "
+          f"refused {test_refusals['digits_refused']:.2%}; non-digits refused {test_refusals['not_a_digit_refused']:.2%}, "
+          f"several digits refused {test_refusals['several_digits_refused']:.2%}")
     print(f"wrote {args.output} ({sha256[:12]}), model.json and confusion.png beside it")
     return 0
 

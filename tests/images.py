@@ -25,19 +25,52 @@ STROKES = {
 }
 
 
-def draw_digit(digit, size, box, stroke, ink=255, background=0, mode="L", offset=(0, 0)):
-    """`digit` drawn with strokes `stroke` px wide in a `box`-px square placed in a `size` picture."""
-    image = Image.new(mode, size, background)
+# Pictures that are no digit, drawn the same way: what a person might try on the page.
+SHAPES = {
+    "H": [[(0.1, 0.0), (0.1, 1.0)], [(0.9, 0.0), (0.9, 1.0)], [(0.1, 0.5), (0.9, 0.5)]],
+    "A": [[(0.0, 1.0), (0.5, 0.0), (1.0, 1.0)], [(0.25, 0.62), (0.75, 0.62)]],
+    "plus": [[(0.5, 0.05), (0.5, 0.95)], [(0.05, 0.5), (0.95, 0.5)]],
+    "triangle": [[(0.5, 0.05), (0.95, 0.9), (0.05, 0.9), (0.5, 0.05)]],
+    "star": [[(0.5, 0.0), (0.79, 0.9), (0.02, 0.35), (0.98, 0.35), (0.21, 0.9), (0.5, 0.0)]],
+    "smiley": [[(0.5 + 0.45 * np.cos(a), 0.5 + 0.45 * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 40)],
+               [(0.35, 0.35), (0.35, 0.4)], [(0.65, 0.35), (0.65, 0.4)],
+               [(0.5 + 0.25 * np.cos(a), 0.55 + 0.2 * np.sin(a)) for a in np.linspace(0.3, np.pi - 0.3, 12)]],
+    "scribble": [[(0.1, 0.2), (0.9, 0.1), (0.2, 0.5), (0.8, 0.45), (0.15, 0.9), (0.6, 0.3), (0.9, 0.95), (0.3, 0.7),
+                  (0.05, 0.05)]],
+}
+
+
+def draw_digit(digit, size, box, stroke, ink=255, background=0, mode="L", offset=(0, 0), image=None):
+    """`digit` (or a SHAPES name) drawn with strokes `stroke` px wide in a `box`-px square placed in a `size`
+    picture: a new one, or `image` drawn over."""
+    image = image or Image.new(mode, size, background)
     pen = ImageDraw.Draw(image)
     left = (size[0] - box) / 2 + offset[0]
     top = (size[1] - box) / 2 + offset[1]
-    for line in STROKES[digit]:
+    for line in STROKES.get(digit) or SHAPES[digit]:
         points = [(left + x * box * 0.75 + box * 0.125, top + y * box) for x, y in line]
         pen.line(points, fill=ink, width=stroke, joint="curve")
         radius = stroke / 2
         for x, y in (points[0], points[-1]):
             pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
     return image
+
+
+def draw_number(text, height=120, stroke=12, gap=0.35, ink=255, background=0, mode="L", slope=0.0, margin=40):
+    """The digits of `text` written left to right, each `height` px tall with `gap` of that between them, the
+    line rising by `slope` px per px; the picture, and each digit's (x, y, width, height) box in it."""
+    width = height * 0.75  # draw_digit keeps a digit within the middle three quarters of its box
+    step = width + gap * height
+    size = (int(2 * margin + step * len(text)), int(2 * margin + height + abs(slope) * step * len(text)))
+    image = Image.new(mode, size, background)
+    boxes = []
+    for index, character in enumerate(text):
+        left = margin + index * step
+        top = margin + (abs(slope) * step * len(text) if slope > 0 else 0) - slope * index * step
+        draw_digit(int(character), size, height, stroke, ink, background, offset=(
+            left - (size[0] - height) / 2 - height * 0.125, top - (size[1] - height) / 2), image=image)
+        boxes.append((left, top, width, height))
+    return image, boxes
 
 
 def mnist_style(digit):
@@ -52,9 +85,15 @@ def mnist_style_rgba(digit):
 
 def paper_photo(digit, size=(2400, 1800), seed=0):
     """A phone photo: dark marker on yellow sticky-note paper, uneven light, sensor noise, slight blur."""
+    mask = draw_digit(digit, size, int(size[1] * 0.55), int(size[1] * 0.035), offset=(size[0] * 0.06, -size[1] * 0.04))
+    return marker_on_paper(mask, seed)
+
+
+def marker_on_paper(mask, seed=0):
+    """A phone photo of the ink of `mask` (an "L" picture, 255 = ink) in dark marker on a yellow sticky note."""
     rng = np.random.default_rng(seed)
-    mask = np.asarray(draw_digit(digit, size, int(size[1] * 0.55), int(size[1] * 0.035),
-                                 offset=(size[0] * 0.06, -size[1] * 0.04)), dtype=np.float32) / 255
+    size = mask.size
+    mask = np.asarray(mask, dtype=np.float32) / 255
     paper = np.array([245, 228, 120], dtype=np.float32)
     marker = np.array([30, 35, 70], dtype=np.float32)
     colour = paper * (1 - mask[..., None]) + marker * mask[..., None]

@@ -107,8 +107,8 @@ def running():
         stop(process)
 
 
-def post(port, body, content_type):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/recognize.json", data=body,
+def post(port, body, content_type, path="/recognize.json"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
                                      headers={"Content-Type": content_type, "X-Request-ID": "gunicorn-test"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

@@ -12,12 +12,12 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.images import STROKES, draw_digit, encode, paper_photo
+from tests.images import SHAPES, STROKES, draw_digit, draw_number, encode, marker_on_paper, paper_photo
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]
-ANSWER = re.compile(r"^(\d) \u2014 (\d+)% sure$")
+ANSWER = re.compile(r"^(\d+) \u2014 (\d+)% sure$")
 
 
 @pytest.fixture(scope="module")
@@ -55,30 +55,38 @@ def page(browser, url):
     context.close()
 
 
-def draw(page, digit):
-    """Draw `digit` on the canvas with the mouse, stroke by stroke, as a person would."""
+def draw(page, text):
+    """Write `text` (digits, or a SHAPES name) on the canvas with the mouse, stroke by stroke, left to right, as
+    a person would."""
     box = page.locator("#pad").bounding_box()
-    left, top, side = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.15, box["width"] * 0.5
-    for line in STROKES[digit]:
-        points = [(left + x * side * 0.75 + side * 0.125, top + y * side * 1.4) for x, y in line]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=8)
-        page.mouse.up()
+    height = box["height"] * 0.7
+    shapes = [STROKES[int(character)] for character in text] if text.isdigit() else [SHAPES[text]]
+    step = height * 0.9
+    start = box["x"] + (box["width"] - step * len(shapes)) / 2
+    for index, lines in enumerate(shapes):
+        left, top = start + index * step, box["y"] + box["height"] * 0.15
+        for line in lines:
+            points = [(left + x * height * 0.6, top + y * height) for x, y in line]
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for point in points[1:]:
+                page.mouse.move(*point, steps=8)
+            page.mouse.up()
 
 
-def answer(page):
-    """The digit and confidence the status region reads out, once an answer has arrived."""
+def answer(page, expected=None):
+    """The number (as an int) and confidence the status region reads out, once an answer (the `expected`
+    number, if given) has arrived."""
     status = page.get_by_role("status")
-    page.wait_for_function("() => /sure$/.test(document.getElementById('status').textContent)")
+    wanted = f"^{expected} " if expected is not None else ""
+    page.wait_for_function(f"() => /{wanted}.*sure$/.test(document.getElementById('status').textContent)")
     found = ANSWER.match(status.inner_text().strip())
     assert found, status.inner_text()
     return int(found[1]), int(found[2])
 
 
 def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
-    draw(page, 7)
+    draw(page, "7")
     page.get_by_role("button", name="Recognize").click()
     digit, percent = answer(page)
     assert digit == 7 and percent >= 50
@@ -93,11 +101,11 @@ def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
     assert page.get_by_role("status").inner_text().startswith("Cleared")
     assert not seen.is_visible()
     page.get_by_role("button", name="Recognize").click()
-    assert page.get_by_role("status").inner_text() == "Draw a digit first: the canvas is blank."
+    assert page.get_by_role("status").inner_text() == "Draw a digit or a number first: the canvas is blank."
 
     photo = tmp_path / "photo-of-a-5.jpg"
     photo.write_bytes(encode(paper_photo(5, size=(1200, 900)), "JPEG", quality=85))
-    page.get_by_label("Choose a photo, scan or image of a digit").set_input_files(photo)
+    page.get_by_label("Choose a photo, scan or image of a number").set_input_files(photo)
     assert answer(page)[0] == 5
     page.screenshot(path=artefacts / "page-uploaded-5.png", full_page=True)
     assert page.problems == []
@@ -106,7 +114,7 @@ def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
 def test_an_unreadable_file_says_so_plainly(page, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not a PNG")
-    page.get_by_label("Choose a photo, scan or image of a digit").set_input_files(broken)
+    page.get_by_label("Choose a photo, scan or image of a number").set_input_files(broken)
     status = page.get_by_role("status")
     page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
     assert status.inner_text() == ("That file could not be read as an image. "
@@ -115,8 +123,41 @@ def test_an_unreadable_file_says_so_plainly(page, tmp_path):
     assert [problem for problem in page.problems if "400" not in problem] == []
 
 
+def test_a_number_drawn_is_read_with_each_digit_boxed_and_its_own_probabilities(page, artefacts):
+    draw(page, "42")
+    assert answer(page, 42)[0] == 42
+    digits = page.locator("#digits button")
+    assert digits.all_inner_texts() == ["4", "2"]
+    assert page.locator("#view").is_visible()
+    assert page.locator("#chart li.winner .label").inner_text() == "4"
+    digits.nth(1).click()
+    assert page.locator("#chart li.winner .label").inner_text() == "2"
+    assert page.locator("#chart-label").inner_text().endswith("digit 2 of 2")
+    assert digits.nth(1).get_attribute("aria-pressed") == "true"
+    page.screenshot(path=artefacts / "page-drawn-42.png", full_page=True)
+    assert page.problems == []
+
+
+def test_a_letter_drawn_is_refused_in_a_plain_sentence(page):
+    draw(page, "H")
+    page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
+    assert page.get_by_role("status").inner_text() == "That looks like a letter or a drawing, not a digit."
+    assert not page.locator("#view").is_visible()
+    assert [problem for problem in page.problems if "422" not in problem] == []
+
+
+def test_a_photo_of_a_number_is_read(page, tmp_path):
+    ink, _ = draw_number("305", height=400, stroke=36, margin=200)
+    photo = tmp_path / "photo-of-305.jpg"
+    photo.write_bytes(encode(marker_on_paper(ink), "JPEG", quality=85))
+    page.get_by_label("Choose a photo, scan or image of a number").set_input_files(photo)
+    assert answer(page, 305)[0] == 305
+    assert page.locator("#digits button").count() == 3
+    assert page.problems == []
+
+
 def test_the_controls_work_from_the_keyboard_with_a_visible_focus(page):
-    draw(page, 1)
+    draw(page, "1")
     answer(page)
     page.get_by_role("button", name="Clear").focus()
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
@@ -125,7 +166,7 @@ def test_the_controls_work_from_the_keyboard_with_a_visible_focus(page):
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.id") == "recognize"
     page.keyboard.press("Enter")
-    assert page.get_by_role("status").inner_text() == "Draw a digit first: the canvas is blank."
+    assert page.get_by_role("status").inner_text() == "Draw a digit or a number first: the canvas is blank."
     assert outline == "solid"
     assert page.problems == []
 

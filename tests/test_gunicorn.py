@@ -19,7 +19,7 @@ import pytest
 
 from scripts.bench import free_port
 from tests.conftest import ROOT
-from tests.images import encode, mnist_style
+from tests.images import draw_digit, draw_number, encode, mnist_style
 from tests.servers import (HEROKU_GRACE, WORKERS, Load, SlowUpload, all_read, clients_held_by, held_by_workers,
                            kill, listens, multipart, one_answer_from_each_worker, post, process_state, queued_on,
                            recognize, running, start, stop, wait_for, workers_of)
@@ -48,6 +48,17 @@ def test_the_procfile_server_reads_a_digit_over_http(server):
     assert status == 200 and body["digit"] == 7
     assert headers["X-Request-ID"] == "gunicorn-test"
     assert headers["X-Model-Version"] == json.loads((ROOT / "model" / "model.json").read_text())["version"]
+
+
+def test_the_procfile_server_reads_numbers_and_refuses_what_is_not_a_digit(server):
+    port, _ = server
+    number = encode(draw_number("2026", ink=0, background=255)[0])
+    status, _, body = post(port, number, "image/png", "/read.json")
+    assert status == 200 and body["number"] == "2026"
+    status, _, body = post(port, number, "image/png")
+    assert status == 422 and body["error"]["code"] == "several_digits"
+    status, _, body = post(port, encode(draw_digit("H", (300, 300), 220, 16)), "image/png")
+    assert status == 422 and body["error"]["code"] == "not_a_digit" and "closest" in body["error"]
 
 
 def test_the_procfile_server_answers_errors_in_json(server):

@@ -25,7 +25,7 @@ from PIL import EpsImagePlugin, Image
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from app import DEFAULTS, recognize
+from app import DEFAULTS, uploads
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, ink_map, preprocess
 from tests.conftest import ROOT
 from tests.images import draw_digit, encode, mnist_style, paper_photo, png, png_chunk
@@ -343,9 +343,10 @@ def assert_documented_error(response, status, codes):
     assert "Traceback" not in text and 'File "' not in text
 
 
+@pytest.mark.parametrize("endpoint", ["/recognize.json", "/read.json"])
 @pytest.mark.parametrize("name, kwargs, status, codes", hostile_requests(), ids=[r[0] for r in hostile_requests()])
-def test_a_hostile_request_gets_a_documented_json_error(client, name, kwargs, status, codes):
-    assert_documented_error(client.post("/recognize.json", **kwargs), status, codes)
+def test_a_hostile_request_gets_a_documented_json_error(client, endpoint, name, kwargs, status, codes):
+    assert_documented_error(client.post(endpoint, **kwargs), status, codes)
 
 
 @pytest.mark.parametrize("filename", HOSTILE_FILENAMES)
@@ -357,7 +358,7 @@ def test_the_filename_of_an_upload_is_never_used(client, filename):
 
 def test_a_json_batch_over_the_limit_is_refused_before_any_image_is_decoded(client, monkeypatch):
     decoded = []
-    monkeypatch.setattr(recognize, "_decode_base64", lambda text, field: decoded.append(field))
+    monkeypatch.setattr(uploads, "_decode_base64", lambda text, field: decoded.append(field))
     picture = base64.b64encode(encode(mnist_style(1))).decode()
     assert_documented_error(client.post("/recognize.json", json={"images": [picture] * 5000}), 413,
                             {"too_many_images"})

@@ -11,7 +11,7 @@ from referencing.jsonschema import DRAFT202012
 
 from app.info import OPENAPI
 from tests.conftest import ROOT
-from tests.images import encode, mnist_style
+from tests.images import draw_digit, draw_number, encode, mnist_style
 
 
 REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(OPENAPI))
@@ -39,7 +39,7 @@ def test_model_json_serves_the_committed_card(client):
 
 def test_the_json_index_links_to_every_endpoint(client):
     links = client.get("/", headers={"Accept": "application/json"}).get_json()
-    for key in ("recognize", "health", "model_card", "openapi"):
+    for key in ("recognize", "read", "health", "model_card", "openapi"):
         assert links[key] in OPENAPI["paths"]
 
 
@@ -64,9 +64,46 @@ def requests_and_statuses():
     ]
 
 
+def refusals():
+    letter = encode(draw_digit("H", (300, 300), 220, 16))
+    number = encode(draw_number("42")[0])
+    return [
+        ("letter", {"data": letter, "content_type": "image/png"}, 422, "not_a_digit"),
+        ("number", {"data": number, "content_type": "image/png"}, 422, "several_digits"),
+        ("batch with a refusal", {"json": {"images": [base64.b64encode(letter).decode()] * 2}}, 200, None),
+    ]
+
+
+def readings():
+    number = encode(draw_number("2026")[0])
+    letter = encode(draw_digit("H", (300, 300), 220, 16))
+    encoded = base64.b64encode(number).decode()
+    return [
+        ("number", {"data": {"image": (io.BytesIO(number), "n.png")}}, 200, None),
+        ("batch", {"json": {"images": [encoded, base64.b64encode(letter).decode(), "bad"]}}, 200, None),
+        ("letter", {"data": letter, "content_type": "image/png"}, 422, "not_a_digit"),
+        ("blank", {"data": encode(mnist_style(1).point(lambda v: 0)), "content_type": "image/png"}, 422, "no_digit"),
+        ("digits past MAX_DIGITS", {"data": encode(draw_number("1" * 17, height=40, stroke=5)[0]),
+                                    "content_type": "image/png"}, 422, "too_many_digits"),
+        ("not an image", {"data": b"text", "content_type": "image/png"}, 400, "invalid_image"),
+        ("wrong type", {"data": "x", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ]
+
+
 @pytest.mark.parametrize("name, kwargs, status", requests_and_statuses(), ids=[r[0] for r in requests_and_statuses()])
 def test_real_responses_match_the_openapi_description(client, name, kwargs, status):
     response = client.post("/recognize.json", **kwargs)
     assert response.status_code == status
     response_validator("/recognize.json", "post", status).validate(response.get_json())
     assert "X-Model-Version" in response.headers
+
+
+@pytest.mark.parametrize("path, name, kwargs, status, code",
+                         [("/recognize.json", *case) for case in refusals()] + [("/read.json", *case) for case in readings()],
+                         ids=[f"recognize {r[0]}" for r in refusals()] + [f"read {r[0]}" for r in readings()])
+def test_refusals_and_readings_match_the_openapi_description(client, path, name, kwargs, status, code):
+    response = client.post(path, **kwargs)
+    assert response.status_code == status, response.get_json()
+    response_validator(path, "post", status).validate(response.get_json())
+    if code:
+        assert response.get_json()["error"]["code"] == code

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from tests.images import encode, mnist_style
+from tests.images import draw_digit, draw_number, encode, mnist_style
 
 
 def sample(text, name, **labels):
@@ -47,6 +47,23 @@ def test_metrics_count_requests_answers_batches_and_low_confidence(client, app):
     version = app.extensions["predictor"].version
     assert sample(after, "digit_recognition_model_info", version=version) == 1
     assert grew("digit_recognition_low_confidence_predictions_total") == 1
+
+
+def test_metrics_count_refusals_and_each_digit_of_a_number(client):
+    before = scrape(client)
+    letter = encode(draw_digit("H", (300, 300), 220, 16))
+    assert client.post("/recognize.json", data=letter, content_type="image/png").status_code == 422
+    assert client.post("/read.json", data=encode(draw_number("424")[0]), content_type="image/png").status_code == 200
+    after = scrape(client)
+
+    def grew(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("digit_recognition_refusals_total", code="not_a_digit") == 1
+    assert grew("digit_recognition_predictions_total", digit="4") == 2
+    assert grew("digit_recognition_predictions_total", digit="2") == 1
+    assert grew("digit_recognition_requests_total", method="POST", endpoint="/read.json", status="200") == 1
+    assert grew("digit_recognition_requests_total", method="POST", endpoint="/recognize.json", status="422") == 1
 
 
 def test_unknown_paths_share_one_label_so_scanners_cannot_grow_the_metrics(client):

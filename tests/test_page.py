@@ -15,7 +15,7 @@ def test_a_browser_gets_the_page_with_the_model_card_figures(client, app):
     assert response.status_code == 200 and response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     card = app.extensions["predictor"].card
-    assert f"{card['accuracy']['test'] * 100:.2f}%" in page and card["version"] in page
+    assert f"{card['refusal']['test']['digits_read_right'] * 100:.2f}%" in page and card["version"] in page
     assert 'role="status"' in page and '<canvas id="pad"' in page and 'type="file"' in page
     assert response.headers["Cache-Control"] == "no-cache"
 

@@ -75,7 +75,7 @@ def test_any_number_of_digits_gets_its_own_rows_in_order(predictor, digits, coun
     """Batches are padded to compiled sizes and split at the largest: no row is lost, shifted or mixed up."""
     together = predictor.predict(digits[0][:count])
     one_by_one = np.concatenate([predictor.predict(digits[0][i : i + 1]) for i in range(count)])
-    assert together.shape == (count, 10)
+    assert together.shape == (count, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(together, one_by_one, atol=1e-6)
-    assert np.mean(together.argmax(axis=1) == digits[1][:count]) > 0.95
+    assert np.mean(together[:, :10].argmax(axis=1) == digits[1][:count]) > 0.95
 

@@ -44,6 +44,14 @@ def test_a_corrupt_model_with_a_matching_card_refuses_to_start(model_copy):
         Predictor.load(model_copy)
 
 
+def test_a_card_without_a_refusal_threshold_refuses_to_start(model_copy):
+    card = json.loads(CARD.read_text())
+    del card["refusal"]
+    model_copy.with_name("model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="no refusal threshold"):
+        Predictor.load(model_copy)
+
+
 def test_a_broken_card_refuses_to_start(model_copy):
     model_copy.with_name("model.json").write_text("{")
     with pytest.raises(ModelError, match="not valid JSON"):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.predictor import Predictor
 from scripts import mnist_data
+from scripts.calibration import expected_calibration_error
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
 
@@ -38,9 +39,11 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["quick"] is True and card["data"]["train"] == 2000
     assert output.with_name("confusion.png").stat().st_size > 10_000
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
-    assert probabilities.shape == (3, 10)
+    assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert "test" in result.stdout and "parameters" in result.stdout
+    assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600, "several_digits": 300}
+    assert 0.5 <= card["refusal"]["threshold"] <= 1
+    assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
 
 
 def train(*arguments):
@@ -102,11 +105,15 @@ def test_the_committed_card_describes_the_committed_model():
     assert card["quick"] is False
     assert card["calibration"]["test_ece_15_bins_after"] <= 0.01
     assert card["accuracy"]["test"] >= 0.996
+    assert card["refusal"]["test"]["digits_read_right"] >= 0.996
+    assert card["refusal"]["test"]["not_a_digit_refused"] >= 0.95
 
 
-def test_the_committed_model_reads_996_percent_of_mnist_test_through_the_service(client, mnist):
-    """Every test digit as a PNG upload, 64 to a request: preprocessing and calibration included."""
-    predicted = []
+def test_the_committed_model_reads_996_percent_of_mnist_test_through_the_service_calibrated(client, mnist):
+    """Every test digit as a PNG upload, 64 to a request: preprocessing, refusal and calibration included. A
+    refused digit counts as a miss; calibration (ECE, 15 bins) is measured on the confidence the service
+    gives, a refusal's closest digit included."""
+    answers = []
     for start in range(0, len(mnist.x_test), 64):
         files = []
         for i, digit in enumerate(mnist.x_test[start : start + 64]):
@@ -115,7 +122,12 @@ def test_the_committed_model_reads_996_percent_of_mnist_test_through_the_service
             files.append((io.BytesIO(buffer.getvalue()), f"{start + i}.png"))
         response = client.post("/recognize.json", data={"image": files})
         assert response.status_code == 200
-        predicted.extend(p["digit"] for p in response.get_json()["predictions"])
-    accuracy = np.mean(np.array(predicted) == mnist.y_test)
-    print(f"MNIST test accuracy through the service: {accuracy:.2%}")
+        answers.extend(response.get_json()["predictions"])
+    predicted = np.array([answer.get("digit", -1) for answer in answers])
+    accuracy = np.mean(predicted == mnist.y_test)
+    print(f"MNIST test accuracy through the service, refusals counted as misses: {accuracy:.2%}")
     assert accuracy >= 0.996
+    read = np.array([answer.get("error", {}).get("closest", answer)["probabilities"] for answer in answers])
+    ece = expected_calibration_error(read, mnist.y_test)
+    print(f"ECE of the service's answers: {ece:.2%}")
+    assert ece <= 0.01

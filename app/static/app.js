@@ -1,8 +1,9 @@
-// The page's behaviour: draw on the canvas or pick/drop a file, send it to POST /recognize.json,
-// show the answer, the ten probabilities and the 28x28 picture the model read.
+// The page's behaviour: draw on the canvas or pick/drop a file, send it to POST /read.json, show the
+// number read, each digit boxed over the picture, and for the chosen digit its ten probabilities and the
+// 28x28 picture the model read.
 "use strict";
 
-const ENDPOINT = "recognize.json?model_input=true";
+const ENDPOINT = "read.json?model_input=true";
 
 const pad = document.getElementById("pad");
 const context = pad.getContext("2d");
@@ -10,12 +11,16 @@ const statusLine = document.getElementById("status");
 const chart = document.querySelectorAll("#chart li");
 const modelInput = document.getElementById("model-input");
 const modelInputCaption = document.getElementById("model-input-caption");
+const chartLabel = document.getElementById("chart-label");
+const view = document.getElementById("view");
+const digitList = document.getElementById("digits");
 const drop = document.getElementById("drop");
 const fileInput = document.getElementById("file");
 
 let drawn = false;
 let stroke = null; // the pointer's last points while a stroke is drawn
 let pending = null; // the request in flight, aborted when a newer one starts
+let shown = null; // the reading on show: {reading, picture (an ImageBitmap), chosen (a digit's index)}
 
 function clearPad() {
   context.fillStyle = "#ffffff";
@@ -37,7 +42,7 @@ function startStroke(event) {
   pad.setPointerCapture(event.pointerId);
   const point = padPoint(event);
   stroke = [point, point];
-  context.lineWidth = pad.width / 14;
+  context.lineWidth = pad.height / 14;
   context.lineCap = "round";
   context.lineJoin = "round";
   context.strokeStyle = "#000000";
@@ -72,7 +77,7 @@ function endStroke() {
 
 function recognizeDrawing() {
   if (!drawn) {
-    showError("Draw a digit first: the canvas is blank.");
+    showError("Draw a digit or a number first: the canvas is blank.");
     return;
   }
   pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
@@ -81,7 +86,7 @@ function recognizeDrawing() {
 function recognizeFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
-    showError(`${file.name} is not an image: choose a photo, scan or drawing of a digit.`);
+    showError(`${file.name} is not an image: choose a photo, scan or drawing of a number.`);
     return;
   }
   send(file, file.name);
@@ -101,7 +106,7 @@ async function send(blob, name) {
       showError(explain(response.status, answer && answer.error));
       return;
     }
-    showAnswer(answer);
+    await showReading(answer, blob);
   } catch (error) {
     if (error.name !== "AbortError") showError("The service could not be reached. Try again in a moment.");
   } finally {
@@ -111,25 +116,72 @@ async function send(blob, name) {
 
 function explain(status, error) {
   const code = error && error.code;
-  if (code === "no_digit") return "No digit found: draw or photograph one digit, dark on light or light on dark.";
+  if (code === "no_digit") return "No digit found: write or photograph a number, dark on light or light on dark.";
+  if (code === "not_a_digit") return "That looks like a letter or a drawing, not a digit.";
+  if (code === "too_many_digits") return "That is more digits than are read at once: write a shorter number.";
   if (code === "invalid_image") return "That file could not be read as an image. Try a PNG, JPEG, GIF, BMP, TIFF or WebP.";
   if (code === "image_too_large" || status === 413) return "That image is too large. Try a smaller photo.";
   return (error && error.message) || `The service answered with an error (HTTP ${status}).`;
 }
 
-function showAnswer(answer) {
-  const percent = Math.round(answer.confidence * 100);
-  statusLine.textContent = `${answer.digit} \u2014 ${percent}% sure`;
-  answer.probabilities.forEach((probability, digit) => {
-    const row = chart[digit];
+async function showReading(reading, blob) {
+  const percent = Math.round(reading.confidence * 100);
+  statusLine.textContent = `${reading.number} \u2014 ${percent}% sure`;
+  digitList.replaceChildren(...reading.digits.map((digit, index) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "digit";
+    button.textContent = digit.digit;
+    button.setAttribute("aria-label", `Digit ${index + 1}: ${digit.digit}, ${Math.round(digit.confidence * 100)}% sure`);
+    button.addEventListener("click", () => choose(index));
+    return button;
+  }));
+  shown = { reading, picture: await createImageBitmap(blob).catch(() => null), chosen: 0 };
+  choose(0);
+}
+
+function choose(index) {
+  shown.chosen = index;
+  const digits = shown.reading.digits;
+  const digit = digits[index];
+  digitList.querySelectorAll("button").forEach((button, each) => button.setAttribute("aria-pressed", each === index));
+  chartLabel.textContent = digits.length > 1
+    ? `The probability of each digit for digit ${index + 1} of ${digits.length}`
+    : "The probability of each digit";
+  digit.probabilities.forEach((probability, value) => {
+    const row = chart[value];
     row.querySelector(".fill").style.width = `${(probability * 100).toFixed(1)}%`;
     row.querySelector(".value").textContent = `${Math.round(probability * 100)}%`;
-    row.classList.toggle("winner", digit === answer.digit);
+    row.classList.toggle("winner", value === digit.digit);
   });
-  modelInput.src = answer.model_input;
-  modelInput.alt = `The 28 by 28 picture the model read as ${answer.digit}`;
+  modelInput.src = digit.model_input;
+  modelInput.alt = `The 28 by 28 picture the model read as ${digit.digit}`;
   modelInput.hidden = false;
   modelInputCaption.hidden = false;
+  drawView();
+}
+
+function drawView() {
+  // The picture sent, each digit's box over it, the chosen one in the accent colour.
+  const { reading, picture, chosen } = shown;
+  if (!picture) return;
+  const scale = Math.min(view.width / picture.width, view.height / picture.height);
+  const left = (view.width - picture.width * scale) / 2;
+  const top = (view.height - picture.height * scale) / 2;
+  const paint = view.getContext("2d");
+  paint.fillStyle = "#f6f8fa";
+  paint.fillRect(0, 0, view.width, view.height);
+  paint.drawImage(picture, left, top, picture.width * scale, picture.height * scale);
+  paint.font = "bold 16px system-ui, sans-serif";
+  reading.digits.forEach((digit, index) => {
+    const { x, y, width, height } = digit.box;
+    paint.strokeStyle = paint.fillStyle = index === chosen ? "#0a58ca" : "#f59f00";
+    paint.lineWidth = index === chosen ? 3 : 2;
+    paint.strokeRect(left + x * scale, top + y * scale, width * scale, height * scale);
+    paint.fillText(`${digit.digit}`, left + x * scale + 2, Math.max(top + y * scale - 4, 14));
+  });
+  view.setAttribute("aria-label", `The picture read as ${reading.number}, each digit boxed`);
+  view.hidden = false;
 }
 
 function showError(message) {
@@ -140,6 +192,10 @@ function showError(message) {
 
 function resetAnswer() {
   statusLine.classList.remove("error");
+  shown = null;
+  view.hidden = true;
+  digitList.replaceChildren();
+  chartLabel.textContent = "The probability of each digit";
   chart.forEach((row) => {
     row.querySelector(".fill").style.width = "0";
     row.querySelector(".value").textContent = "\u2013";
@@ -158,7 +214,7 @@ document.getElementById("clear").addEventListener("click", () => {
   if (pending) pending.abort();
   clearPad();
   resetAnswer();
-  statusLine.textContent = "Cleared. Draw a digit or upload an image.";
+  statusLine.textContent = "Cleared. Write a digit or a number, or upload an image.";
 });
 fileInput.addEventListener("change", () => recognizeFile(fileInput.files[0]));
 drop.addEventListener("dragover", (event) => {

@@ -1,0 +1,100 @@
+"""POST /read.json: the number written in each image (one line of digits), for one image or a batch."""
+
+import math
+
+import numpy as np
+from flask import Blueprint, current_app, g, jsonify
+
+from app.errors import ApiError
+from app.metrics import observe_answers
+from app.predictor import postprocess
+from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, ink_map
+from app.segmentation import TooManyDigits, best_reading, is_no_number, segment
+from app.uploads import HOW_TO_SEND, png_data_url, read_images, wants_model_input
+
+bp = Blueprint("read", __name__)
+
+NOT_A_NUMBER = ("the picture does not look like digits (a letter, a symbol or a drawing?): write or photograph "
+                "a number; error.closest holds the digits it looks most like")
+
+
+@bp.post("/read.json")
+def read():
+    show_input = wants_model_input()
+    images, is_batch = read_images()
+    predictor = current_app.extensions["predictor"]
+    segmented = [_segmented(data) for data in images]
+    candidates = [candidate.digit for item in segmented if not isinstance(item, ApiError)
+                  for candidate in item[0].candidates]
+    probabilities = iter(predictor.predict(np.stack(candidates)) if candidates else ())
+    results = []  # per image, its answer or the ApiError it gets
+    for item in segmented:
+        if isinstance(item, ApiError):
+            results.append(item)
+            continue
+        segmentation, size = item
+        rows = [next(probabilities) for _ in segmentation.candidates]
+        digits = best_reading(segmentation, rows)
+        refused = is_no_number(segmentation, rows, digits, predictor.refusal_threshold)
+        results.append(_answer(digits, refused, size, predictor.refusal_threshold, show_input))
+    answers = [{"error": result.as_json()} if isinstance(result, ApiError) else result for result in results]
+    observe_answers(answers)
+    if is_batch:
+        return jsonify(predictions=answers)
+    if isinstance(results[0], ApiError):
+        raise results[0]
+    g.number, g.confidence = answers[0]["number"], answers[0]["confidence"]
+    return jsonify(answers[0])
+
+
+def _segmented(data):
+    """The picture's candidate digits with the shape of its ink map and the uploaded picture's size (upright),
+    or the ApiError that it gets."""
+    if isinstance(data, ApiError):
+        return data
+    if not data:
+        return ApiError(400, "no_image", f"the image is empty: {HOW_TO_SEND}")
+    try:
+        image, (width, height) = decode_upright(data, current_app.config["MAX_IMAGE_PIXELS"])
+        ink = ink_map(image)
+        segmentation = segment(ink, current_app.config["MAX_DIGITS"])
+    except InvalidImage as error:
+        return ApiError(400, "invalid_image", str(error))
+    except ImageTooLarge as error:
+        return ApiError(413, "image_too_large", str(error))
+    except NoDigit:
+        return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
+    except TooManyDigits as error:
+        return ApiError(422, "too_many_digits", str(error))
+    if not segmentation.candidates:
+        return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
+    return segmentation, (ink.shape, (width, height))
+
+
+def _answer(digits, refused, size, refusal_threshold, show_input):
+    """The reading as the client gets it, or the ApiError of a picture that is not digits (`refused`)."""
+    max_digits = current_app.config["MAX_DIGITS"]
+    if len(digits) > max_digits:
+        return ApiError(422, "too_many_digits", f"the picture holds {len(digits)} digits: at most {max_digits} are read")
+    read = []
+    for digit in digits:
+        answer, _ = postprocess(digit.probabilities, refusal_threshold)
+        answer["box"] = _box(digit.candidate.box, size)
+        if show_input:
+            answer["model_input"] = png_data_url(digit.candidate.digit)
+        read.append(answer)
+    number = {"number": "".join(str(answer["digit"]) for answer in read),
+              "confidence": round(math.prod(answer["confidence"] for answer in read), 6), "digits": read}
+    if refused:
+        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=number)
+    return number
+
+
+def _box(box, size):
+    """An ink-map box (x, y, width, height) in the uploaded picture's pixels, after its EXIF orientation."""
+    (rows, cols), (width, height) = size
+    x, y, box_width, box_height = box
+    left, top = math.floor(x * width / cols), math.floor(y * height / rows)
+    right = min(math.ceil((x + box_width) * width / cols), width)
+    bottom = min(math.ceil((y + box_height) * height / rows), height)
+    return {"x": left, "y": top, "width": right - left, "height": bottom - top}

@@ -1,0 +1,125 @@
+"""POST /read.json through the Flask test client, on the committed model: numbers read left to right."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.images import draw_digit, draw_number, encode, marker_on_paper
+from tests.test_recognize import assert_error
+
+
+def read(client, *images, **kwargs):
+    data = {"image": [(io.BytesIO(image), f"number{i}.png") for i, image in enumerate(images)]}
+    return client.post("/read.json", data=data, content_type="multipart/form-data", **kwargs)
+
+
+def assert_reading(answer, number):
+    assert answer["number"] == number, answer
+    assert len(answer["digits"]) == len(number)
+    assert [str(digit["digit"]) for digit in answer["digits"]] == list(number)
+    assert answer["confidence"] == pytest.approx(np.prod([digit["confidence"] for digit in answer["digits"]]), abs=1e-5)
+    for digit in answer["digits"]:
+        assert len(digit["probabilities"]) == 10 and digit["confidence"] == max(digit["probabilities"])
+
+
+def inside(box, expected, slack=0.25):
+    """Whether a reported box lies within a digit's drawn box, widened by `slack` of its height for the pen."""
+    x, y, width, height = expected
+    pad = slack * height
+    return (box["x"] >= x - pad and box["y"] >= y - pad and box["x"] + box["width"] <= x + width + pad
+            and box["y"] + box["height"] <= y + height + pad)
+
+
+@pytest.mark.parametrize("text", ["42", "2026", "007", "13579", "8642"])
+def test_a_drawn_number_is_read_left_to_right_with_each_digit_boxed(client, text):
+    picture, boxes = draw_number(text, ink=0, background=255)
+    response = read(client, encode(picture))
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert_reading(answer, text)
+    assert answer["confidence"] > 0.5
+    for digit, expected in zip(answer["digits"], boxes):
+        assert inside(digit["box"], expected), (digit["box"], expected)
+
+
+def test_one_digit_is_a_one_character_number(client):
+    answer = read(client, encode(draw_digit(7, (200, 200), 150, 14))).get_json()
+    assert_reading(answer, "7")
+
+
+def test_digits_on_a_slightly_tilted_line_come_in_reading_order(client):
+    for slope in (-0.12, 0.12):
+        picture, _ = draw_number("1234", slope=slope)
+        assert_reading(read(client, encode(picture)).get_json(), "1234")
+
+
+def test_the_three_ways_to_send_and_batches_answer_alike(client):
+    picture = encode(draw_number("59", ink=0, background=255)[0])
+    expected = read(client, picture).get_json()
+    assert_reading(expected, "59")
+    encoded = base64.b64encode(picture).decode()
+    assert client.post("/read.json", json={"image": f"data:image/png;base64,{encoded}"}).get_json() == expected
+    assert client.post("/read.json", data=picture, content_type="image/jpeg").get_json() == expected
+    batch = read(client, picture, b"not a picture", encode(draw_number("301")[0])).get_json()["predictions"]
+    assert batch[0] == expected and batch[1]["error"]["code"] == "invalid_image"
+    assert_reading(batch[2], "301")
+
+
+def test_neighbours_that_touch_are_split(client):
+    picture, _ = draw_number("4072", gap=-0.02, stroke=14)
+    assert_reading(read(client, encode(picture)).get_json(), "4072")
+
+
+def test_a_digit_in_two_strokes_is_one_digit(client):
+    """A 5 whose flag does not touch its body, and a 4 drawn as two strokes that do not meet."""
+    picture = Image.new("L", (420, 200), 0)
+    pen_strokes = {5: [[(0.2, 0.0), (0.85, 0.0)], [(0.2, 0.05), (0.15, 0.45), (0.55, 0.38), (0.85, 0.6), (0.8, 0.9),
+                                                   (0.45, 1.0), (0.1, 0.9)]],
+                   4: [[(0.55, 0.0), (0.05, 0.7), (0.95, 0.7)], [(0.75, 0.35), (0.75, 1.0)]]}
+    pen = ImageDraw.Draw(picture)
+    for left, digit in ((30, 5), (230, 4)):
+        for line in pen_strokes[digit]:
+            pen.line([(left + x * 120, 30 + y * 140) for x, y in line], fill=255, width=12, joint="curve")
+    assert_reading(read(client, encode(picture)).get_json(), "54")
+
+
+def test_a_phone_photo_of_a_number_stored_sideways_is_read_with_boxes_in_upright_pixels(client):
+    ink, boxes = draw_number("81", height=600, stroke=50, margin=300)
+    photo = marker_on_paper(ink)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: viewers, and the service, turn it back
+    answer = read(client, encode(photo.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=85, exif=exif)).get_json()
+    assert_reading(answer, "81")
+    for digit, expected in zip(answer["digits"], boxes):
+        assert inside(digit["box"], expected), (digit["box"], expected)
+
+
+def test_model_input_adds_each_digits_picture(client):
+    answer = read(client, encode(draw_number("36")[0]), query_string={"model_input": "true"}).get_json()
+    assert_reading(answer, "36")
+    pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(digit["model_input"].split(",", 1)[1]))))
+                for digit in answer["digits"]]
+    assert [picture.shape for picture in pictures] == [(28, 28), (28, 28)]
+    assert not np.array_equal(*pictures)
+    assert "model_input" not in read(client, encode(draw_number("36")[0])).get_json()["digits"][0]
+
+
+def test_a_blank_picture_is_no_digit_and_a_drawing_is_not_a_digit(client):
+    assert_error(read(client, encode(Image.new("RGB", (300, 200), "white"))), 422, "no_digit")
+    for shape in ("H", "star", "scribble"):
+        response = read(client, encode(draw_digit(shape, (300, 300), 220, 16)))
+        assert_error(response, 422, "not_a_digit")
+        assert response.get_json()["error"]["closest"]["digits"]
+
+
+def test_more_digits_than_max_digits_is_a_clear_422():
+    from app import create_app
+
+    client = create_app({"TESTING": True, "MAX_DIGITS": 4}).test_client()
+    assert_reading(read(client, encode(draw_number("2468")[0])).get_json(), "2468")
+    response = read(client, encode(draw_number("24680")[0]))
+    assert_error(response, 422, "too_many_digits")
+    assert "4" in response.get_json()["error"]["message"]

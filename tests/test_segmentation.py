@@ -1,0 +1,94 @@
+"""The segmenter behind /read.json: properties over arbitrary ink (hypothesis), and through the API."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from app.segmentation import Segmentation, TooManyDigits, best_reading, segment
+from tests.images import draw_digit, draw_number, encode
+
+PROPERTY = settings(max_examples=150, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+MAX_DIGITS = 16
+
+
+@st.composite
+def ink_maps(draw):
+    """Float ink maps (1.0 = ink) of any size up to 120x400: random values, random strokes, or a number."""
+    kind = draw(st.sampled_from(["random", "blocks", "number"]))
+    if kind == "random":
+        shape = (draw(st.integers(1, 60)), draw(st.integers(1, 120)))
+        return draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
+    if kind == "blocks":
+        ink = np.zeros((draw(st.integers(8, 120)), draw(st.integers(8, 400))), dtype=np.float32)
+        for _ in range(draw(st.integers(1, 30))):
+            top, left = draw(st.integers(0, ink.shape[0] - 1)), draw(st.integers(0, ink.shape[1] - 1))
+            ink[top : top + draw(st.integers(1, 60)), left : left + draw(st.integers(1, 60))] = draw(st.floats(0.1, 1))
+        return ink
+    text = "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=1, max_size=8)))
+    picture, _ = draw_number(text, height=draw(st.integers(20, 80)), stroke=draw(st.integers(2, 10)),
+                             gap=draw(st.floats(-0.1, 0.8)), slope=draw(st.floats(-0.15, 0.15)), margin=10)
+    return np.asarray(picture, dtype=np.float32) / 255
+
+
+@PROPERTY
+@given(ink=ink_maps(), seed=st.integers(0, 2**32 - 1))
+def test_any_ink_segments_into_framed_candidates_inside_the_picture_and_a_reading_in_order(ink, seed):
+    try:
+        segmentation = segment(ink, MAX_DIGITS)
+    except TooManyDigits:
+        return
+    height, width = ink.shape
+    for candidate in segmentation.candidates:
+        x, y, box_width, box_height = candidate.box
+        assert 0 <= x and 0 <= y and box_width >= 1 and box_height >= 1
+        assert x + box_width <= width and y + box_height <= height
+        assert candidate.digit.shape == (28, 28) and candidate.digit.dtype == np.uint8
+        assert 0 <= candidate.start < candidate.end <= segmentation.pieces
+    if not segmentation.candidates:
+        return
+    probabilities = np.random.default_rng(seed).dirichlet(np.full(12, 0.3), size=len(segmentation.candidates))
+    digits = best_reading(segmentation, probabilities)
+    assert [digit.candidate.start for digit in digits][0] == 0 and digits[-1].candidate.end == segmentation.pieces
+    assert all(a.candidate.end == b.candidate.start for a, b in zip(digits, digits[1:]))  # each piece read once
+    lefts = [digit.candidate.box[0] for digit in digits]
+    rights = [digit.candidate.box[0] + digit.candidate.box[2] for digit in digits]
+    assert lefts == sorted(lefts) or rights == sorted(rights)  # left to right
+
+
+def test_more_marks_than_max_digits_are_refused_before_any_is_read():
+    ink = np.zeros((40, 400), dtype=np.float32)
+    ink[10:30, 5::20] = 1  # twenty bars
+    with pytest.raises(TooManyDigits):
+        segment(ink, MAX_DIGITS)
+    assert len(segment(ink, 20).candidates) >= 20
+
+
+def test_no_ink_has_no_candidates():
+    assert segment(np.zeros((30, 30), dtype=np.float32), MAX_DIGITS) == Segmentation(0)
+
+
+@PROPERTY
+@given(text=st.text("0123456789", min_size=1, max_size=20), gap=st.floats(0.3, 0.8), slope=st.floats(-0.1, 0.1))
+def test_through_the_api_no_picture_gets_more_than_max_digits_or_a_box_outside_it(client, text, gap, slope):
+    picture, _ = draw_number(text, height=40, stroke=5, gap=gap, slope=slope, margin=8)
+    response = client.post("/read.json", data=encode(picture), content_type="image/png")
+    answer = response.get_json()
+    if response.status_code == 422:
+        assert answer["error"]["code"] in ("too_many_digits", "not_a_digit")
+        assert len(text) > MAX_DIGITS or answer["error"]["code"] == "not_a_digit"
+        return
+    assert response.status_code == 200, answer
+    assert 1 <= len(answer["digits"]) <= MAX_DIGITS
+    for box in (digit["box"] for digit in answer["digits"]):
+        assert box["x"] + box["width"] <= picture.width and box["y"] + box["height"] <= picture.height
+
+
+def test_one_big_digit_is_never_cut_in_pieces(client):
+    for digit in range(10):
+        picture = draw_digit(digit, (500, 300), 280, 30)
+        answer = client.post("/read.json", data=encode(picture), content_type="image/png").get_json()
+        assert answer.get("number") == str(digit), (digit, answer)
