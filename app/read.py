@@ -3,14 +3,13 @@
 import math
 
 import numpy as np
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app
 
 from app.errors import ApiError
-from app.metrics import observe_answers
 from app.predictor import postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, ink_map
 from app.segmentation import TooManyDigits, best_reading, is_no_number, segment
-from app.uploads import HOW_TO_SEND, png_data_url, read_images, wants_model_input
+from app.uploads import HOW_TO_SEND, png_data_url, read_images, respond, wants_model_input
 
 bp = Blueprint("read", __name__)
 
@@ -37,14 +36,7 @@ def read():
         digits = best_reading(segmentation, rows)
         refused = is_no_number(segmentation, rows, digits, predictor.refusal_threshold)
         results.append(_answer(digits, refused, size, predictor.refusal_threshold, show_input))
-    answers = [{"error": result.as_json()} if isinstance(result, ApiError) else result for result in results]
-    observe_answers(answers)
-    if is_batch:
-        return jsonify(predictions=answers)
-    if isinstance(results[0], ApiError):
-        raise results[0]
-    g.number, g.confidence = answers[0]["number"], answers[0]["confidence"]
-    return jsonify(answers[0])
+    return respond(results, is_batch)
 
 
 def _segmented(data):

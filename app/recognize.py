@@ -2,13 +2,12 @@
 are refused rather than guessed at."""
 
 import numpy as np
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app
 
 from app.errors import ApiError
-from app.metrics import observe_answers
 from app.predictor import postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, preprocess
-from app.uploads import HOW_TO_SEND, png_data_url, read_images, wants_model_input
+from app.uploads import HOW_TO_SEND, png_data_url, read_images, respond, wants_model_input
 
 bp = Blueprint("recognize", __name__)
 
@@ -37,14 +36,7 @@ def recognize():
         if show_input:
             answer["model_input"] = png_data_url(digit)
         results.append(refused(refusal, answer) if refusal else answer)
-    answers = [{"error": result.as_json()} if isinstance(result, ApiError) else result for result in results]
-    observe_answers(answers)
-    if is_batch:
-        return jsonify(predictions=answers)
-    if isinstance(results[0], ApiError):
-        raise results[0]
-    g.digit, g.confidence = answers[0]["digit"], answers[0]["confidence"]
-    return jsonify(answers[0])
+    return respond(results, is_batch)
 
 
 def refused(code, closest):

@@ -25,9 +25,14 @@ def register_request_log(app):
         milliseconds = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         response.headers["X-Request-ID"] = request_id
         response.headers["X-Model-Version"] = current_app.extensions["predictor"].version
-        digit, number = g.get("digit"), g.get("number")
-        answer = f" digit={digit} confidence={g.confidence:.3f}" if digit is not None else ""
-        answer = f" number={number} confidence={g.confidence:.3f}" if number is not None else answer
         log.info("%s %s %d %.1fms%s request_id=%s", request.method, request.path, response.status_code,
-                 milliseconds, answer, request_id)
+                 milliseconds, _answered(g.get("answer")), request_id)
         return response
+
+
+def _answered(answer):
+    """The log's words for one image's answer: its digit or its number, and the confidence."""
+    if answer is None:
+        return ""
+    kind = "number" if "number" in answer else "digit"
+    return f" {kind}={answer[kind]} confidence={answer['confidence']:.3f}"

@@ -1,15 +1,16 @@
-"""The images of a recognition request, sent as multipart, JSON base64 or a raw image body: shared by
-POST /recognize.json and POST /read.json, with the `model_input` option they both take."""
+"""The images of a recognition request, sent as multipart, JSON base64 or a raw image body, and the answer
+to it: shared by POST /recognize.json and POST /read.json, with the `model_input` option they both take."""
 
 import base64
 import binascii
 import io
 import re
 
-from flask import current_app, request
+from flask import current_app, g, jsonify, request
 from PIL import Image
 
 from app.errors import ApiError
+from app.metrics import observe_answers
 
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 RAW_TYPES = ("application/octet-stream",)
@@ -48,6 +49,19 @@ def read_images():
     if not mimetype and not request.content_length:
         raise ApiError(400, "no_image", f"no image was sent: {HOW_TO_SEND}")
     raise ApiError(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted: {HOW_TO_SEND}")
+
+
+def respond(results, is_batch):
+    """The response to a request whose images each got an answer or an ApiError: a batch answers every
+    image in a list; one image answers alone, or raises its error."""
+    answers = [{"error": result.as_json()} if isinstance(result, ApiError) else result for result in results]
+    observe_answers(answers)
+    if is_batch:
+        return jsonify(predictions=answers)
+    if isinstance(results[0], ApiError):
+        raise results[0]
+    g.answer = answers[0]
+    return jsonify(answers[0])
 
 
 def _within_batch_limit(count):
