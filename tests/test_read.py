@@ -2,6 +2,7 @@
 
 import base64
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -123,3 +124,12 @@ def test_more_digits_than_max_digits_is_a_clear_422():
     response = read(client, encode(draw_number("24680")[0]))
     assert_error(response, 422, "too_many_digits")
     assert "4" in response.get_json()["error"]["message"]
+
+
+def test_a_reading_logs_its_number(client, caplog):
+    picture, _ = draw_number("42", ink=0, background=255)
+    with caplog.at_level(logging.INFO, logger="digit_recognition.requests"):
+        read(client, encode(picture))
+    lines = [r.getMessage() for r in caplog.records if r.name == "digit_recognition.requests"]
+    assert len(lines) == 1 and lines[0].startswith("POST /read.json 200 ")
+    assert " number=42 confidence=" in lines[0]
