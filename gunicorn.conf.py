@@ -3,6 +3,8 @@
 import ctypes
 import gc
 import glob
+import logging
+import math
 import os
 import shutil
 import sys
@@ -15,6 +17,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 
 LARGE_UPLOAD = 100_000  # bytes: a photo rather than a drawing or an MNIST digit
+HEADER_TIMEOUT = float(os.environ.get("HEADER_TIMEOUT", "10"))  # seconds for a request head, once it begins
 
 
 def release_freed_memory():
@@ -33,7 +36,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 from app import DEFAULTS  # noqa: E402
 from app.predictor import ModelError, checked_card  # noqa: E402
-from gunicorn.workers.sync import StopWaiting, SyncWorker  # noqa: E402
+from gunicorn.workers.ggevent import GeventWorker  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
 
@@ -41,36 +44,73 @@ release_freed_memory()
 gc.freeze()  # the master's objects: the workers' garbage collector leaves them, and their pages, shared
 
 
-class DrainingSyncWorker(SyncWorker):
-    """A sync worker that, on SIGTERM, first answers the connections already queued on the listening
-    socket, then exits. Gunicorn's own stops at once, and the kernel resets whatever is still queued when
-    the last worker closes the socket: on Heroku, an H13 for every request that arrived during a restart
-    (benoitc/gunicorn#3397). Draining stops 5 s before graceful_timeout, when the master would SIGKILL.
-    Written against gunicorn 27's SyncWorker (pinned); tests/test_gunicorn.py holds it to its promise."""
+class Connection:
+    """A client connection as the worker reads it: until a request begins it may sit idle for `keepalive`
+    seconds (a keep-alive connection from Heroku's router, which holds them 90 s); once it does, the rest
+    of the request head must come within HEADER_TIMEOUT. Either limit closes the connection, as nginx's
+    client_header_timeout does. The body is the application's to time (app/body.py)."""
 
-    drain_until = None
+    def __init__(self, sock, idle_seconds, head_seconds):
+        self._sock, self._idle, self._head = sock, idle_seconds, head_seconds
+        self._head_deadline = None  # None: waiting for a request to begin
 
-    def handle_exit(self, sig, frame):
-        if self.drain_until is None:  # Heroku signals the master and the workers: the first one counts
-            self.drain_until = time.monotonic() + max(self.cfg.graceful_timeout - 5, 0)
+    def recv(self, size):
+        if self._head_deadline is None:
+            self._sock.settimeout(self._idle)
+        else:
+            left = self._head_deadline - time.monotonic()
+            if left <= 0:
+                return b""  # the parser takes this as the client gone, and closes the connection
+            self._sock.settimeout(left)
+        try:
+            data = self._sock.recv(size)
+        except TimeoutError:
+            return b""
+        if self._head_deadline is None and data:
+            self._head_deadline = time.monotonic() + self._head
+        return data
 
-    def wait(self, timeout):
-        if self.drain_until is not None:  # called only once accept() found the queue empty
-            raise StopWaiting
-        return super().wait(timeout)
+    def head_received(self):
+        self._head_deadline = math.inf
+        self._sock.settimeout(None)  # the body's time is the application's
+
+    def answered(self):
+        self._head_deadline = None
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class BufferingGeventWorker(GeventWorker):
+    """Gunicorn's gevent worker: every connection waits in a greenlet of its own, so slow clients and idle
+    keep-alive connections cost a little memory, never a worker. The application reads each request's body
+    whole (app/body.py) before any work starts, and the work itself never yields, so one request's work
+    runs to its end and REQUEST_TIMEOUT's alarm can only interrupt it. On SIGTERM, gunicorn's gevent worker
+    stops accepting and finishes every request it holds within graceful_timeout."""
 
     def handle(self, listener, client, addr):
-        super().handle(listener, client, addr)
-        if self.drain_until is not None and time.monotonic() > self.drain_until:
-            self.alive = False
+        super().handle(listener, Connection(client, self.cfg.keepalive, HEADER_TIMEOUT), addr)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        sock.head_received()
+        super().handle_request(listener_name, req, sock, addr)
+        if _body_left(req):  # refused before it was read (413, 408): closed, rather than read to its end
+            raise StopIteration
+        sock.answered()
+
+
+def _body_left(req):
+    reader = getattr(req.body, "reader", None)
+    return getattr(reader, "length", 0) > 0 or getattr(reader, "parser", None) is not None
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = DrainingSyncWorker
+worker_class = BufferingGeventWorker
+worker_connections = 2000  # per worker: idle keep-alive connections are cheap, each a greenlet
 timeout = 30  # a request that takes longer is stuck: the worker is replaced
 graceful_timeout = 20  # on SIGTERM finish in-flight requests, well inside Heroku's 30 s before SIGKILL
-keepalive = 5
+keepalive = 100  # idle seconds: longer than Heroku's router holds a keep-alive connection (90 s)
 accesslog = None  # the app logs one line per request, with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
@@ -99,6 +139,23 @@ def post_request(worker, req, environ, resp):
     Keeping large blocks out of the heap instead (mallopt M_MMAP_THRESHOLD) cost 16 ms a photo."""
     if environ.get("CONTENT_LENGTH", "").isdigit() and int(environ["CONTENT_LENGTH"]) > LARGE_UPLOAD:
         release_freed_memory()
+
+
+def worker_exit(server, worker):
+    """End a worker without the interpreter's teardown, in which gevent's patched threading is gone before
+    logging's weak references are cleared: "Exception ignored ... TypeError" tracebacks from every worker
+    on every restart (gevent/gevent#2148). What the teardown does that matters is done first: pending
+    Sentry events sent, logs flushed. The worker leaves with the exit status it was leaving with (3 for a
+    worker that could not boot, which stops the master)."""
+    import sentry_sdk
+
+    leaving = sys.exc_info()[1]
+    status = leaving.code if isinstance(leaving, SystemExit) and isinstance(leaving.code, int) else int(leaving is not None)
+    sentry_sdk.flush(timeout=2)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def on_exit(server):

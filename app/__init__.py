@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask, Request
 from PIL import Image
 
-from app import cors, deadline, errors, info, metrics, monitoring, page, read, recognize, request_log
+from app import body, cors, deadline, errors, info, metrics, monitoring, page, read, recognize, request_log
 from app.predictor import CHECK_DIGIT, Predictor
 
 DEFAULTS = {
@@ -20,6 +20,8 @@ DEFAULTS = {
     "SENTRY_DSN": "",
     "SENTRY_ENVIRONMENT": "production",
     "REQUEST_TIMEOUT": 10.0,
+    "BODY_TIMEOUT": 10.0,
+    "BODY_MIN_RATE": 20_000.0,  # bytes a second
     "LOW_CONFIDENCE": 0.5,
     "CORS_ORIGINS": "",
     "LOG_LEVEL": "INFO",
@@ -51,6 +53,7 @@ def create_app(test_config=None):
     request_log.register_request_log(app)
     page.register_security_headers(app)
     cors.register_cors(app)
+    body.register_body_reading(app)  # before the deadline's alarm: REQUEST_TIMEOUT times the work, not the upload
     deadline.register_deadline(app)  # last: its after-request step runs first
     app.register_blueprint(recognize.bp)
     app.register_blueprint(read.bp)

@@ -54,4 +54,6 @@ def _expire(signum, frame):
 
 
 def _on_main_thread():
-    return threading.current_thread() is threading.main_thread()
+    """Whether this runs on the process's main OS thread, where signals are delivered: every greenlet of a
+    gevent worker does (their `current_thread()` is not the main thread's object, their native id is)."""
+    return threading.get_native_id() == threading.main_thread().native_id

@@ -3,13 +3,16 @@
     python scripts/bench.py                 # needs `hey` (apt-get install hey); about 6 minutes
 
 Starts, one at a time on free loopback ports, timing each from launch to its first /healthz answer:
-  service      the Procfile's web line (gunicorn.conf.py, WEB_CONCURRENCY=2)
+  service      the Procfile's web line (gunicorn.conf.py, WEB_CONCURRENCY=2): gevent workers
+  sync         the same with gunicorn's sync workers (GUNICORN_CMD_ARGS=--worker-class sync), as it served
+               before its workers held slow clients cheaply
   seeds' way   the same model file, Keras on TensorFlow, model.predict per request, gunicorn -w 2
   floor        a Flask hello-world that reads the upload and answers a fixed JSON, gunicorn -w 2
 then drives them with `hey` in rounds, taking turns within each round, so that a burst of load from
 elsewhere on a shared machine falls on one turn rather than on one server: one 28x28 PNG (an MNIST test
-digit) per multipart request at 1 and at 32 clients, then (service only) 64 images per request at 2 and
-a 4-digit number (four MNIST test digits side by side, 28 px tall) to /read.json at 1 client.
+digit) per multipart request at 1 and at 32 clients (keeping connections open, as Heroku's router does,
+and again opening one per request), then (service and sync) 64 images per request at 2 and a 4-digit
+number (four MNIST test digits side by side, 28 px tall) to /read.json at 1 client.
 Prints one table of the rounds' medians: cold start, p50/p99, requests/s, the server's CPU time per
 request at 32 clients (master and workers, from /proc: what a request costs the machine, less swayed by
 the load generator and by other work on a shared machine than requests/s), images/s, errors (all
@@ -63,10 +66,13 @@ def main(argv=None):
     # The baselines start outside the repository so that gunicorn does not pick up ./gunicorn.conf.py,
     # which imports Keras on JAX in the master: they run as plain `gunicorn -w 2`.
     baseline = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-w", "2"]
+    service = ["bash", "-c", "exec " + procfile_web_line()]
+    deployed = serving_venv(args.service_venv)
     servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch and
         # number bodies
-        "service": (["bash", "-c", "exec " + procfile_web_line()], serving_venv(args.service_venv), ROOT,
-                    args.single, args.requests, batch, number),
+        "service": (service, deployed, ROOT, args.single, args.requests, batch, number),
+        "sync": (service, {**deployed, "GUNICORN_CMD_ARGS": "--worker-class sync"}, ROOT, args.single, args.requests,
+                 batch, number),
         "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_single,
                        args.seeds_requests, None, None),
         "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None,
@@ -144,10 +150,12 @@ def drive(server, one, batch, number, single, loaded, batches):
     cpu_before = cpu_seconds(pid)
     crowded = hey(url, one, "-n", str(loaded), "-c", "32")
     cpu_per_request = (cpu_seconds(pid) - cpu_before) / loaded * 1000
+    fresh = hey(url, one, "-n", str(loaded), "-c", "32", "-disable-keepalive")
     result = {"p50 1 client ms": alone["p50"], "p99 1 client ms": alone["p99"],
               "p50 32 clients ms": crowded["p50"], "p99 32 clients ms": crowded["p99"],
               "requests/s 32 clients": crowded["rps"], "CPU ms/request 32 clients": cpu_per_request,
-              "errors": alone["errors"] + crowded["errors"]}
+              "req/s 32, a connection each": fresh["rps"],
+              "errors": alone["errors"] + crowded["errors"] + fresh["errors"]}
     if batch:
         batched = hey(url, batch, "-n", str(batches), "-c", "2")
         result["images/s in 64s"] = batched["rps"] * 64
@@ -241,18 +249,21 @@ def wait_until_healthy(port, server, seconds=120):
 
 
 def print_table(results, rounds):
-    service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
+    service, sync, seeds, floor = results["service"], results["sync"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
-            "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "images/s in 64s",
-            "p50 4-digit read ms", "p99 4-digit read ms", "errors", "PSS MB"]
-    print(f"\n{'':27}{'service':>12}{'seeds way':>12}{'floor':>12}")
+            "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "req/s 32, a connection each",
+            "images/s in 64s", "p50 4-digit read ms", "p99 4-digit read ms", "errors", "PSS MB"]
+    print(f"\n{'':28}{'service':>11}{'sync':>11}{'seeds way':>11}{'floor':>11}")
     for row in rows:
-        cells = "".join(f"{r[row]:>12,.{2 if 'CPU' in row else 1}f}" if row in r else f"{'-':>12}"
-                        for r in (service, seeds, floor))
-        print(f"{row:27}{cells}")
+        cells = "".join(f"{r[row]:>11,.{2 if 'CPU' in row else 1}f}" if row in r else f"{'-':>11}"
+                        for r in (service, sync, seeds, floor))
+        print(f"{row:28}{cells}")
+    ratio = "requests/s 32 clients", "req/s 32, a connection each"
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
-          f"seeds' way; throughput at 32 clients: {service['requests/s 32 clients'] / floor['requests/s 32 clients']:.2f}"
-          f"x the floor (CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
+          f"seeds' way; throughput at 32 clients: {service[ratio[0]] / floor[ratio[0]]:.2f}x the floor with "
+          f"connections kept open, {service[ratio[1]] / floor[ratio[1]]:.2f}x with one a request; "
+          f"{service[ratio[0]] / sync[ratio[0]]:.2f}x and {service[ratio[1]] / sync[ratio[1]]:.2f}x the sync workers "
+          f"(CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
           f"the floor's); a 4-digit number through /read.json "
           f"{service['p50 4-digit read ms'] / service['p50 1 client ms']:.2f}x one digit through /recognize.json; "
           f"medians of {rounds} rounds; {os.cpu_count()} CPUs")

@@ -157,13 +157,6 @@ def tcp_table():
     return sockets
 
 
-def queued_on(port):
-    """Client ports of the connections on `port` that the kernel has completed, with request bytes
-    waiting, and that no worker has accepted yet (no process owns them: inode 0)."""
-    return [peer for local, peer, state, _, unread, inode in tcp_table()
-            if local == port and state == "01" and inode == "0" and unread > 0]
-
-
 def tcp_sockets(pid, port):
     """(state, peer port) of each TCP socket on local `port` that process `pid` has open. State "0A" with
     peer port 0 is the listening socket; the others are accepted connections, with the client's port."""
@@ -238,8 +231,7 @@ class SlowUpload:
 
 
 def held_by_workers(uploads, port, process, seconds=120):
-    """Once each upload's connection is held by a worker: {upload: worker pid}. With one upload per
-    worker, each sync worker holds one, so this also waits for every worker to be up and accepting."""
+    """Once each upload's connection is held by a worker: {upload: worker pid}."""
     def holders():
         owner = {}
         for pid in workers_of(process):
@@ -250,20 +242,41 @@ def held_by_workers(uploads, port, process, seconds=120):
     return wait_for(holders, seconds, f"{len(uploads)} uploads each held by a worker")
 
 
-def one_answer_from_each_worker(port, process):
-    """A digit to each worker at once, each held by a different worker and answered: the workers' pids.
-    Waits for every worker to be up, and shows that each one answers."""
-    digits = list(range(1, WORKERS + 1))
-    uploads = [SlowUpload(port, *multipart([digit])) for digit in digits]
+def one_on_each_worker(port, process, body_of):
+    """SlowUploads, one held by each worker, the k-th made with `body_of(k)`: connections are opened until
+    every worker holds one (each gevent worker accepts whatever connections it can, so which one takes a
+    connection is for the kernel to say), and the others closed unanswered. Waits for every worker to be
+    up and accepting."""
+    wait_for(lambda: len(workers_of(process)) == WORKERS, 120, "every worker started")
+    kept, tried = {}, []
     try:
-        holders = held_by_workers(uploads, port, process)
-        for digit, upload in zip(digits, uploads):
+        for _ in range(200):
+            upload = SlowUpload(port, *body_of(len(kept)))
+            tried.append(upload)
+            (pid,) = held_by_workers([upload], port, process).values()
+            if pid not in kept:
+                kept[pid] = upload
+                if len(kept) == WORKERS:
+                    return kept
+        raise AssertionError(f"200 connections, and still not one on each of {WORKERS} workers")
+    finally:
+        for upload in tried:
+            if upload not in kept.values():
+                upload.close()
+
+
+def one_answer_from_each_worker(port, process):
+    """A digit to each worker at once (1 to the first to take one, 2 to the second, ...), each answered: the
+    workers' pids. Shows that each worker answers."""
+    uploads = one_on_each_worker(port, process, lambda k: multipart([k + 1]))
+    try:
+        for digit, upload in enumerate(uploads.values(), start=1):
             status, _, body = upload.finish()
             assert status == 200 and body["digit"] == digit, body
     finally:
-        for upload in uploads:
+        for upload in uploads.values():
             upload.close()
-    return set(holders.values())
+    return set(uploads)
 
 
 @dataclasses.dataclass

@@ -1,9 +1,8 @@
 """The Procfile's web line, run as Heroku runs it: gunicorn on $PORT, spoken to over HTTP on loopback.
 
 The fault tests (issue 7) watch the server from outside as an operator would, through /proc: the gunicorn
-master's children are its workers, and a worker holds the TCP connection of the request it is serving (a
-sync worker holds exactly one at a time, from accepting it until the answer is sent). The means of
-watching are in tests/servers.py."""
+master's children are its workers, and a worker holds the TCP connections of the requests it is serving,
+from accepting each until its answer is sent. The means of watching are in tests/servers.py."""
 
 import json
 import os
@@ -21,8 +20,8 @@ from scripts.bench import free_port
 from tests.conftest import ROOT
 from tests.images import draw_digit, draw_number, encode, mnist_style
 from tests.servers import (HEROKU_GRACE, WORKERS, Load, SlowUpload, all_read, clients_held_by, held_by_workers,
-                           kill, listens, multipart, one_answer_from_each_worker, post, process_state, queued_on,
-                           recognize, running, start, stop, wait_for, workers_of)
+                           kill, listens, multipart, one_answer_from_each_worker, one_on_each_worker, post,
+                           process_state, running, start, stop, wait_for, workers_of)
 from tests.test_metrics import sample
 
 
@@ -86,10 +85,9 @@ def test_concurrent_clients_each_get_their_own_answer(server):
 
 
 def test_a_worker_killed_under_load_is_replaced_and_the_service_keeps_answering(server):
-    """SIGKILL (the OOM killer's signal) to one worker while 4 clients send digits without pause. A sync
-    worker holds one accepted connection at a time, so at most the one request it was serving can fail,
-    and only as a broken connection: requests queued on the shared listening socket go to the other
-    worker, and the master forks a replacement that serves too."""
+    """SIGKILL (the OOM killer's signal) to one worker while 4 clients send digits without pause. Only the
+    requests whose connections that worker held can fail, and only as broken connections: new connections
+    go to the other worker, and the master forks a replacement that serves too."""
     port, process = server
     first = one_answer_from_each_worker(port, process)
     assert len(first) == WORKERS
@@ -123,7 +121,6 @@ def test_a_worker_killed_under_load_is_replaced_and_the_service_keeps_answering(
     failed = [exchange for exchange in exchanges if exchange.error]
     print(f"\n{len(exchanges)} requests, {len(failed)} failed ({failed}), {len(on_victim)} on the killed worker; "
           f"replacement forked {forked - killed:.2f} s and serving {serving - killed:.2f} s after the SIGKILL")
-    assert len(on_victim) <= 1  # a sync worker serves one connection at a time
     assert len(failed) <= len(on_victim)
     for exchange in failed:  # the request the worker was serving, its connection reset or closed unanswered
         assert exchange.client_port in on_victim and exchange.started < killed, exchange
@@ -139,30 +136,26 @@ def test_a_worker_killed_under_load_is_replaced_and_the_service_keeps_answering(
 
 @pytest.mark.parametrize("every_process", [False, True], ids=["to the master", "to every process, as Heroku"])
 def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_seconds(own_server, every_process):
-    """Each worker is mid-way through reading a 64-digit batch, and four more requests wait in the
-    listening socket's queue, when SIGTERM reaches the master (the way Heroku's dyno manager stops a
-    dyno): all six are answered in full, then the server exits with status 0 within Heroku's 30 s
-    grace, and refuses connections after. Gunicorn's own sync workers would stop accepting at once and
-    the kernel would reset the queued four (benoitc/gunicorn#3397): gunicorn.conf.py's workers drain."""
+    """Each worker is mid-way through reading a 64-digit batch, and four more requests have sent no more
+    than their request line, when SIGTERM reaches the master (the way Heroku's dyno manager stops a dyno)
+    or every process: all six are answered in full, then the server exits with status 0 within Heroku's
+    30 s grace, and refuses connections after."""
     port, process = own_server
     batches = [[(i * 3 + offset) % 10 for i in range(64)] for offset in range(WORKERS)]
-    uploads = [SlowUpload(port, *multipart(digits)) for digits in batches]
+    holders = {upload: pid for pid, upload in one_on_each_worker(port, process, lambda k: multipart(batches[k])).items()}
+    uploads = list(holders)
     waiting = [3, 5, 8, 9]
-    pool = ThreadPoolExecutor(len(waiting))
+    late = [SlowUpload(port, *multipart([digit])) for digit in waiting]
     try:
-        holders = held_by_workers(uploads, port, process)
-        workers = set(holders.values())
-        assert len(workers) == WORKERS and listens(process.pid, port)
+        held_by_workers(late, port, process)
         for upload in uploads:  # each worker reads all that was sent, and waits inside the application
             upload.send_half()
         wait_for(lambda: all(all_read(port, upload.client_port) for upload in uploads), 30,
                  "the workers reading the first half of the uploads")
-        queued = [pool.submit(recognize, port, digit) for digit in waiting]
-        wait_for(lambda: len(queued_on(port)) == len(waiting), 30, "the other requests queuing on the socket")
 
         process.send_signal(signal.SIGTERM)
         if every_process:
-            for worker in workers:
+            for worker in set(holders.values()):
                 os.kill(worker, signal.SIGTERM)
         terminated = time.monotonic()
         # The master closes its listening socket and, in the next statements, sends SIGTERM on to the
@@ -171,21 +164,19 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_sec
         time.sleep(0.5)
         assert all(upload.client_port in clients_held_by(holders[upload], port) for upload in uploads)
         answers = [upload.finish() for upload in uploads]
-        drained = [exchange.result() for exchange in queued]
+        drained = [upload.finish() for upload in late]
     finally:
-        for upload in uploads:
+        for upload in uploads + late:
             upload.close()
-        pool.shutdown()
 
     for digits, (status, _, body) in zip(batches, answers):
         assert status == 200, body
         assert [prediction["digit"] for prediction in body["predictions"]] == digits
-    assert [(exchange.status, exchange.error, exchange.answer["digit"] if exchange.answer else None)
-            for exchange in drained] == [(200, None, digit) for digit in waiting]
+    assert [(status, body["digit"]) for status, _, body in drained] == [(200, digit) for digit in waiting]
     assert process.wait(timeout=HEROKU_GRACE - (time.monotonic() - terminated)) == 0
-    print(f"\n{len(uploads)} requests in flight and {len(waiting)} queued; the server exited {time.monotonic() - terminated:.2f} s "
-          f"after SIGTERM (0.5 s of it the test holding the uploads)")
-    assert not any(process_state(pid) for pid in workers)
+    print(f"\n{len(uploads)} uploads and {len(waiting)} requests in flight; the server exited "
+          f"{time.monotonic() - terminated:.2f} s after SIGTERM (0.5 s of it the test holding the uploads)")
+    assert not any(process_state(pid) for pid in holders.values())
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert "Traceback" not in process.output()

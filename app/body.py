@@ -1,0 +1,52 @@
+"""The request body, read whole before any work on it starts, within a time that grows with its size.
+
+Under gunicorn's gevent workers a slow upload waits in its own greenlet, and the worker answers other
+requests meanwhile; once the body is in, the work on it runs without yielding, so REQUEST_TIMEOUT
+(app/deadline.py) times the work alone. A body has BODY_TIMEOUT seconds, plus one second for every
+BODY_MIN_RATE bytes it holds: 10 s + 75 s for a 1.5 MB photo at the defaults, which a phone on a poor
+link (100 KB/s) sends in 15 s. One that takes longer is answered 408 and its connection closed. Served
+without gevent (Flask's test client), the body is read as it comes.
+"""
+
+import contextlib
+
+from flask import current_app, request
+from gevent import Timeout, monkey
+
+from app.errors import ApiError
+
+
+class BodyTimeout(ApiError):
+    def __init__(self, seconds):
+        super().__init__(408, "request_timeout", f"the request body did not arrive within {seconds:.0f} s: send it "
+                                                  "again, or a smaller image, on a faster connection")
+
+
+def register_body_reading(app):
+    @app.before_request
+    def read_whole_body():
+        length = request.content_length
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if not (length or chunked) or (length or 0) > limit:
+            return  # no body, or one that Flask refuses (413) before reading it
+        seconds = current_app.config["BODY_TIMEOUT"] + (length or limit) / current_app.config["BODY_MIN_RATE"]
+        with _deadline(seconds):
+            request.get_data(cache=True)
+
+
+@contextlib.contextmanager
+def _deadline(seconds):
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    timeout = Timeout(seconds)
+    timeout.start()
+    try:
+        yield
+    except Timeout as expired:
+        if expired is not timeout:
+            raise
+        raise BodyTimeout(seconds) from None
+    finally:
+        timeout.close()
