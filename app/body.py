@@ -35,18 +35,8 @@ def register_body_reading(app):
             request.get_data(cache=True)
 
 
-@contextlib.contextmanager
 def _deadline(seconds):
+    """gevent's own timeout, raising the 408 when it expires, where gevent serves; nothing otherwise."""
     if not monkey.is_module_patched("socket"):
-        yield
-        return
-    timeout = Timeout(seconds)
-    timeout.start()
-    try:
-        yield
-    except Timeout as expired:
-        if expired is not timeout:
-            raise
-        raise BodyTimeout(seconds) from None
-    finally:
-        timeout.close()
+        return contextlib.nullcontext()
+    return Timeout(seconds, BodyTimeout(seconds))
