@@ -17,7 +17,22 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 
 LARGE_UPLOAD = 100_000  # bytes: a photo rather than a drawing or an MNIST digit
+M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 HEADER_TIMEOUT = float(os.environ.get("HEADER_TIMEOUT", "10"))  # seconds for a request head, once it begins
+
+
+def use_one_malloc_arena():
+    """glibc gives each thread that allocates an arena of its own, up to eight a core, and the freed memory
+    each keeps adds up: one arena for every thread holds ~11 MB less over the dyno (scripts/slow_clients.py's
+    PSS row), for no measured cost in speed (scripts/bench.py). Called before the first thread starts,
+    which fixes the limit for the master and the workers forked from it; MALLOC_ARENA_MAX, when set,
+    is left to glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def release_freed_memory():
@@ -28,6 +43,8 @@ def release_freed_memory():
         pass
 
 
+use_one_malloc_arena()
+
 # Each worker writes its metrics here and GET /metrics adds them up (prometheus-client's multiprocess
 # mode); set before the app, and with it prometheus_client, is imported.
 OWN_METRICS_DIR = None
@@ -36,6 +53,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 from app import DEFAULTS  # noqa: E402
 from app.predictor import ModelError, checked_card  # noqa: E402
+import gevent  # noqa: E402
 from gunicorn.workers.ggevent import GeventWorker  # noqa: E402
 
 import keras  # noqa: E402,F401  imported once here, in the master: the workers share its memory copy-on-write
@@ -85,8 +103,10 @@ class BufferingGeventWorker(GeventWorker):
     """Gunicorn's gevent worker: every connection waits in a greenlet of its own, so slow clients and idle
     keep-alive connections cost a little memory, never a worker. The application reads each request's body
     whole (app/body.py) before any work starts, and the work itself never yields, so one request's work
-    runs to its end and REQUEST_TIMEOUT's alarm can only interrupt it. On SIGTERM, gunicorn's gevent worker
-    stops accepting and finishes every request it holds within graceful_timeout."""
+    runs to its end and REQUEST_TIMEOUT's alarm can only interrupt it. After each answer the connection
+    waits its turn behind the others: without that, at 32 keep-alive clients, a worker served some
+    connections over and over while others waited (p99 200-350 ms against 60-95). On SIGTERM, gunicorn's
+    gevent worker stops accepting and finishes every request it holds within graceful_timeout."""
 
     def handle(self, listener, client, addr):
         super().handle(listener, Connection(client, self.cfg.keepalive, HEADER_TIMEOUT), addr)
@@ -97,6 +117,7 @@ class BufferingGeventWorker(GeventWorker):
         if _body_left(req):  # refused before it was read (413, 408): closed, rather than read to its end
             raise StopIteration
         sock.answered()
+        gevent.sleep(0)  # every other connection with a request waiting goes before this one's next
 
 
 def _body_left(req):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask, Request
 from PIL import Image
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import body, cors, deadline, errors, info, metrics, monitoring, page, read, recognize, request_log
 from app.predictor import CHECK_DIGIT, Predictor
@@ -25,6 +26,7 @@ DEFAULTS = {
     "LOW_CONFIDENCE": 0.5,
     "CORS_ORIGINS": "",
     "LOG_LEVEL": "INFO",
+    "FORWARDED_HOPS": 1,  # proxies in front that append to X-Forwarded-For: Heroku's router
     "SEND_FILE_MAX_AGE_DEFAULT": 24 * 3600,
 }
 
@@ -46,6 +48,9 @@ def create_app(test_config=None):
     app.config.from_mapping(test_config or {})
     app.json.sort_keys = False
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if app.config["FORWARDED_HOPS"]:
+        # The client's address is the one the last proxy appended; what comes before it, the client wrote.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["FORWARDED_HOPS"], x_proto=0)
 
     app.extensions["predictor"] = Predictor.load(app.config["MODEL_PATH"])
     errors.register_error_handlers(app)

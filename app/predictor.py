@@ -6,6 +6,7 @@ likely as the card's threshold, fitted by scripts/train.py on held-out pictures.
 """
 
 import hashlib
+import io
 import json
 import os
 from functools import lru_cache
@@ -80,7 +81,28 @@ def checked_card(model_path):
     if "threshold" not in card.get("refusal", {}):
         raise ModelError(f"{card_path} gives no refusal threshold: the model predates the refusal classes; "
                          f"regenerate it with scripts/train.py")
+    saved_configuration(model_path, io.BytesIO(weights))
     return card
+
+
+def saved_configuration(path, contents=None):
+    """The network's configuration as scripts/train.py saved it in the .h5 file at `path` (a Sequential),
+    after checking that the file holds one and its weights; read from `contents` when given. With h5py
+    alone, so that the gunicorn master can refuse a damaged file before it starts any worker, without
+    Keras building anything."""
+    import h5py
+
+    try:
+        with h5py.File(contents or path, "r") as file:
+            config = json.loads(file.attrs["model_config"])
+            if "model_weights" not in file:
+                raise KeyError("no model_weights group")
+    except Exception as error:  # h5py raises many types for a damaged file
+        raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        raise ModelError(f"{path} is not a Keras model that can be loaded: not the Sequential network that "
+                         f"scripts/train.py saves")
+    return config
 
 
 def postprocess(probabilities, refusal_threshold):
@@ -108,6 +130,8 @@ def _load_keras_model(path, sha256):
     _run_jax_computations_inline()
     try:
         model = _read_keras_model(path)
+    except ModelError:
+        raise
     except Exception as error:  # h5py and Keras raise many types for a damaged file
         raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
     for size in BATCH_SIZES:  # compile every batch shape now, so that no request waits for it
@@ -134,14 +158,9 @@ def _read_keras_model(path):
     with zeros for initial values, then given its saved weights. keras.models.load_model draws random
     initial values first, only for the file's weights to replace them, and on JAX each kernel shape
     compiles its own random-number program: about 4 of a worker's 5 s start-up on a 2-core machine."""
-    import h5py
     import keras
 
-    with h5py.File(path, "r") as file:
-        config = json.loads(file.attrs["model_config"])
-    if config.get("class_name") != "Sequential":
-        raise ValueError(f"a {config.get('class_name')} model, where scripts/train.py saves a Sequential one")
-    model = keras.Sequential.from_config(_with_zero_initialisers(config["config"]))
+    model = keras.Sequential.from_config(_with_zero_initialisers(saved_configuration(path)["config"]))
     model.load_weights(path)
     return model
 

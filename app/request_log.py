@@ -1,4 +1,5 @@
-"""One log line per request, tied to a request id that the response echoes (Heroku's router sends one)."""
+"""One log line per request, with the client's address and a request id that the response echoes (Heroku's
+router sends one)."""
 
 import logging
 import re
@@ -25,8 +26,8 @@ def register_request_log(app):
         milliseconds = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         response.headers["X-Request-ID"] = request_id
         response.headers["X-Model-Version"] = current_app.extensions["predictor"].version
-        log.info("%s %s %d %.1fms%s request_id=%s", request.method, request.path, response.status_code,
-                 milliseconds, _answered(g.get("answer")), request_id)
+        log.info("%s %s %d %.1fms%s client=%s request_id=%s", request.method, request.path, response.status_code,
+                 milliseconds, _answered(g.get("answer")), request.remote_addr, request_id)
         return response
 
 

@@ -16,7 +16,8 @@ number (four MNIST test digits side by side, 28 px tall) to /read.json at 1 clie
 Prints one table of the rounds' medians: cold start, p50/p99, requests/s, the server's CPU time per
 request at 32 clients (master and workers, from /proc: what a request costs the machine, less swayed by
 the load generator and by other work on a shared machine than requests/s), images/s, errors (all
-rounds) and each whole server's PSS (master and workers) after the last round.
+rounds), and each whole server's PSS (master and workers), measured after one more round with the
+server started again alone, as it runs on a dyno.
 """
 
 import argparse
@@ -24,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT))  # run as a file: import scripts
 from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import to_bytes  # noqa: E402
 from scripts.mnist_data import DataError, load_mnist  # noqa: E402
+from scripts.processes import (StartError, cpu_seconds, free_port, megabytes, procfile_web_line,  # noqa: E402
+                               serving_venv, wait_until_healthy)
 
 BOUNDARY = "benchboundary7d1f"
 
@@ -88,16 +90,29 @@ def main(argv=None):
             for name, (*_, single, loaded, batch_body, number_body) in servers.items():
                 print(f"round {round_number} of {args.rounds}: {name} ...", file=sys.stderr, flush=True)
                 rounds[name].append(drive(running[name], one, batch_body, number_body, single, loaded, args.batches))
-        results = {name: running[name]["start"] | medians(rounds[name]) | {"PSS MB": megabytes(running[name]["process"].pid)}
-                   for name in servers}
     finally:
-        for server in running.values():
-            os.killpg(server["process"].pid, signal.SIGTERM)
-        for server in running.values():
-            server["process"].wait(timeout=60)
+        stop(running.values())
+    results = {name: running[name]["start"] | medians(rounds[name]) for name in servers}
+    for name, (command, environment, directory, single, loaded, batch_body, number_body) in servers.items():
+        # Alone, as on a dyno: servers side by side share the pages of the libraries they map, and each
+        # one's PSS would count only its share of them.
+        print(f"memory: {name} alone ...", file=sys.stderr, flush=True)
+        server = launch(command, environment, directory, one)
+        try:
+            drive(server, one, batch_body, number_body, single, loaded, args.batches)
+            results[name]["PSS MB"] = megabytes(server["process"].pid)
+        finally:
+            stop([server])
     print_table(results, args.rounds)
     shutil.rmtree(work)
     return 0
+
+
+def stop(servers):
+    for server in servers:
+        os.killpg(server["process"].pid, signal.SIGTERM)
+    for server in servers:
+        server["process"].wait(timeout=60)
 
 
 def ready_to_measure(program):
@@ -112,15 +127,6 @@ def ready_to_measure(program):
     raise SystemExit(2)
 
 
-def serving_venv(venv):
-    """The environment that runs the service as deployed: without the training stack (TensorFlow), which
-    Keras would otherwise import while reading the .h5 file. Made if missing, brought up to date if not."""
-    if not (venv / "bin" / "python").exists():
-        print(f"making {venv} from requirements.txt ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
-                   check=True)
-    return {"PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]), "WEB_CONCURRENCY": "2"}
 
 
 def launch(command, environment, directory, one):
@@ -133,10 +139,13 @@ def launch(command, environment, directory, one):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/recognize.json"
     try:
-        cold_start = wait_until_healthy(port, server) - started
+        wait_until_healthy(port, server)
+        cold_start = time.perf_counter() - started
         first = timed_request(url, one)
-    except BaseException:
+    except BaseException as error:
         os.killpg(server.pid, signal.SIGTERM)
+        if isinstance(error, StartError):
+            raise SystemExit(f"bench.py: {error}") from None
         raise
     return {"process": server, "url": url,
             "start": {"cold start s": cold_start, "first request ms": first}}
@@ -201,51 +210,12 @@ def timed_request(url, body):
     return (time.perf_counter() - started) * 1000
 
 
-def megabytes(pid, field="Pss"):
-    """A memory figure of /proc's smaps_rollup (Pss: shared pages counted once; Rss: in full in each),
-    added up over a process and all its descendants."""
-    total = 0
-    for current in process_tree(pid):
-        rollup = Path(f"/proc/{current}/smaps_rollup")
-        if rollup.exists():
-            total += int(re.search(rf"^{field}:\s+(\d+) kB", rollup.read_text(), re.MULTILINE)[1])
-    return total / 1024
 
 
-def cpu_seconds(pid):
-    """User and system CPU time so far of a process and its living descendants (/proc's stat)."""
-    ticks = 0
-    for current in process_tree(pid):
-        stat = Path(f"/proc/{current}/stat")
-        if stat.exists():
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree(pid):
-    """A process id and those of all its descendants."""
-    pids = [pid]
-    while pids:
-        current = pids.pop()
-        yield current
-        children = Path(f"/proc/{current}/task/{current}/children")
-        if children.exists():
-            pids.extend(int(child) for child in children.read_text().split())
 
 
-def wait_until_healthy(port, server, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"bench.py: a server exited during start-up with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return time.perf_counter()
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("bench.py: a server did not become healthy within two minutes")
 
 
 def print_table(results, rounds):
@@ -269,11 +239,6 @@ def print_table(results, rounds):
           f"medians of {rounds} rounds; {os.cpu_count()} CPUs")
 
 
-def procfile_web_line():
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.removeprefix("web:").strip()
-    raise SystemExit("bench.py: the Procfile has no web line")
 
 
 def multipart(path, digits):
@@ -290,10 +255,6 @@ def number_picture(digits):
     return np.hstack([part for digit in digits for part in (digit, gap)][:-1])
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts and tests
 
-from scripts.bench import (BOUNDARY, free_port, hey, megabytes, multipart, procfile_web_line,  # noqa: E402
-                           ready_to_measure, serving_venv, wait_until_healthy)
+from scripts.bench import BOUNDARY, hey, multipart, ready_to_measure  # noqa: E402
+from scripts.processes import free_port, megabytes, procfile_web_line, serving_venv, wait_until_healthy  # noqa: E402
 from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import photo  # noqa: E402
 

@@ -32,9 +32,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts and tests
 
-from scripts.bench import launch, megabytes, multipart, procfile_web_line, ready_to_measure, serving_venv  # noqa: E402
-from scripts.bench import BOUNDARY  # noqa: E402
+from scripts.bench import BOUNDARY, launch, multipart, ready_to_measure  # noqa: E402
 from scripts.make_eval_set import photo as phone_photo, to_bytes  # noqa: E402
+from scripts.processes import megabytes, procfile_web_line, serving_venv  # noqa: E402
 
 DRIBBLE = 0.5  # seconds between the bytes of a dribbling connection
 

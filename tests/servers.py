@@ -16,13 +16,14 @@ import time
 import urllib.error
 import urllib.request
 
-from scripts.bench import free_port, procfile_web_line
+from scripts.processes import StartError, free_port, procfile_web_line, wait_until_healthy
 from scripts.evaluate import multipart_body
 from tests.conftest import ROOT
 from tests.images import encode, mnist_style
 
 WORKERS = 2  # WEB_CONCURRENCY for every server started here, as on a Basic or Standard-1X dyno
 HEROKU_GRACE = 30  # seconds between Heroku's SIGTERM and its SIGKILL
+ROUTER_SAW = "203.0.113.9"  # the client's address as Heroku's router appends it to X-Forwarded-For
 
 
 class Gunicorn(subprocess.Popen):
@@ -50,19 +51,6 @@ def start(port, **environment):
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])  # this venv's gunicorn
     env = {**os.environ, "PATH": path, "PORT": str(port), "WEB_CONCURRENCY": str(WORKERS), **environment}
     return Gunicorn(["bash", "-c", f"exec {procfile_web_line()}"], cwd=ROOT, env=env)
-
-
-def wait_until_healthy(port, process, seconds=90):
-    """Until one worker answers /healthz (the other may still be loading its model)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.output()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                return json.load(response)
-        except OSError:  # not listening yet, or listening while the workers still load the model
-            time.sleep(0.2)
-    raise AssertionError(f"no /healthz answer within {seconds} s")
 
 
 def wait_for(condition, seconds, what, interval=0.01):
@@ -101,7 +89,10 @@ def running():
     port = free_port()
     process = start(port)
     try:
-        wait_until_healthy(port, process)
+        try:
+            wait_until_healthy(port, process)
+        except StartError as error:
+            raise AssertionError(f"{error}:\n{process.output()}") from None
         yield port, process
     finally:
         stop(process)
@@ -109,7 +100,8 @@ def running():
 
 def post(port, body, content_type, path="/recognize.json"):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     headers={"Content-Type": content_type, "X-Request-ID": "gunicorn-test"})
+                                     headers={"Content-Type": content_type, "X-Request-ID": "gunicorn-test",
+                                              "X-Forwarded-For": ROUTER_SAW})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.load(response)

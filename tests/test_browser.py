@@ -85,9 +85,17 @@ def answer(page, expected=None):
     return int(found[1]), int(found[2])
 
 
+def posts_to_read(request):
+    return request.method == "POST" and request.url.split("?")[0].endswith("/read.json")
+
+
 def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
     draw(page, "7")
-    page.get_by_role("button", name="Recognize").click()
+    assert answer(page)[0] == 7  # read by itself once the stroke ended
+    page.evaluate("document.getElementById('status').textContent = ''")
+    with page.expect_response(lambda response: posts_to_read(response.request)) as sent:
+        page.get_by_role("button", name="Recognize").click()
+    assert sent.value.json()["number"] == "7"  # the button sent the drawing itself
     digit, percent = answer(page)
     assert digit == 7 and percent >= 50
     winner = page.locator("#chart li.winner .label")

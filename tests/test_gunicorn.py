@@ -4,6 +4,7 @@ The fault tests (issue 7) watch the server from outside as an operator would, th
 master's children are its workers, and a worker holds the TCP connections of the requests it is serving,
 from accepting each until its answer is sent. The means of watching are in tests/servers.py."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scripts.bench import free_port
+from scripts.processes import free_port
 from tests.conftest import ROOT
 from tests.images import draw_digit, draw_number, encode, mnist_style
-from tests.servers import (HEROKU_GRACE, WORKERS, Load, SlowUpload, all_read, clients_held_by, held_by_workers,
-                           kill, listens, multipart, one_answer_from_each_worker, one_on_each_worker, post,
-                           process_state, running, start, stop, wait_for, workers_of)
+from tests.servers import (HEROKU_GRACE, ROUTER_SAW, WORKERS, Load, SlowUpload, all_read, clients_held_by,
+                           held_by_workers, kill, listens, multipart, one_answer_from_each_worker, one_on_each_worker,
+                           post, process_state, running, start, stop, wait_for, workers_of)
 from tests.test_metrics import sample
 
 
@@ -41,11 +42,15 @@ def own_server():
 
 # ---- the tests ----
 
-def test_the_procfile_server_reads_a_digit_over_http(server):
-    port, _ = server
+def test_the_procfile_server_reads_a_digit_over_http_and_logs_its_client(server):
+    port, process = server
     status, headers, body = post(port, encode(mnist_style(7)), "image/png")
     assert status == 200 and body["digit"] == 7
     assert headers["X-Request-ID"] == "gunicorn-test"
+    logged = f" client={ROUTER_SAW} request_id=gunicorn-test"
+    line = wait_for(lambda: [text for text in process.output().splitlines() if text.endswith(logged)], 5,
+                    "the request's log line")
+    assert "POST /recognize.json 200 " in line[0] and " digit=7 " in line[0]
     assert headers["X-Model-Version"] == json.loads((ROOT / "model" / "model.json").read_text())["version"]
 
 
@@ -182,16 +187,35 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_herokus_30_sec
     assert "Traceback" not in process.output()
 
 
-def test_a_missing_model_stops_start_up_with_one_clear_line(tmp_path):
-    process = start(free_port(), MODEL_PATH=str(tmp_path / "model.h5"))
+def damaged_model(directory, damage):
+    """A model file and card in `directory`, `damage`d: missing, corrupt (its card vouching for it) or
+    mismatched (the file changed after the card was written)."""
+    model, card = directory / "model.h5", json.loads((ROOT / "model" / "model.json").read_text())
+    if damage == "corrupt":
+        model.write_bytes(b"not an HDF5 file at all")
+        card["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    elif damage == "mismatched":
+        model.write_bytes((ROOT / "model" / "model.h5").read_bytes()[:-8] + b"\xff" * 8)
+    (directory / "model.json").write_text(json.dumps(card))
+    return model
+
+
+@pytest.mark.parametrize("damage, line", [
+    ("missing", "cannot read the model"),
+    ("corrupt", "is not a Keras model that can be loaded"),
+    ("mismatched", "the two do not belong together"),
+])
+def test_a_model_it_cannot_vouch_for_stops_start_up_with_one_clear_line_and_status_1(tmp_path, damage, line):
+    process = start(free_port(), MODEL_PATH=str(damaged_model(tmp_path, damage)))
     try:
         process.wait(timeout=60)
     finally:
         stop(process)
     output = process.output()
-    assert process.returncode != 0
-    assert "digit-recognition cannot start: cannot read the model" in output
-    assert "Traceback" not in output
+    assert process.returncode == 1, output
+    refusals = [text for text in output.splitlines() if "cannot start" in text]
+    assert len(refusals) == 1 and refusals[0].startswith("digit-recognition cannot start: ") and line in refusals[0]
+    assert "Traceback" not in output and "Booting worker" not in output
 
 
 def test_a_worker_stuck_while_loading_the_model_is_replaced_after_the_timeout(tmp_path):

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from app import create_app
 from tests.images import draw_digit, draw_number, encode, mnist_style
 
 
@@ -83,3 +84,14 @@ def test_liveness_and_readiness_are_told_apart(client, app, monkeypatch):
     response = client.get("/readyz")  # a model that reads 7 for the check digit is alive, but not ready
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "not_ready"
     assert client.get("/healthz").status_code == 200
+
+
+def test_the_start_up_warm_up_request_is_not_counted(client):
+    before = scrape(client)
+    create_app({"TESTING": True})  # reads a 1 through the whole stack before it serves
+    after = scrape(client)
+    for name, labels in [("digit_recognition_requests_total", {"method": "POST", "endpoint": "/recognize.json",
+                                                               "status": "200"}),
+                         ("digit_recognition_predictions_total", {"digit": "1"}),
+                         ("digit_recognition_batch_images_count", {})]:
+        assert sample(after, name, **labels) == sample(before, name, **labels), name

@@ -44,12 +44,13 @@ def test_the_model_gives_what_keras_own_loader_gives(predictor, digits):
 @pytest.mark.skipif(not Path("/proc/thread-self/status").exists(), reason="reads Linux's per-thread counters")
 def test_each_model_call_runs_on_the_calling_thread(predictor, digits):
     """JAX's default hands each call to a thread of its own and waits for it, at least once a call: that
-    hand-over cost more than half of a one-digit call's time (app/predictor.py)."""
+    hand-over cost more than half of a one-digit call's time (app/predictor.py). Inline, 50 calls wait a
+    few times at most (page faults, the GIL); handed over, at least 50 (86 measured)."""
     predictor.predict(digits[0][:1])
     waits_before = _times_this_thread_waited()
     for digit in digits[0][:50]:
         predictor.predict(digit[None])
-    assert _times_this_thread_waited() - waits_before < 10
+    assert _times_this_thread_waited() - waits_before < 25
 
 
 def _times_this_thread_waited():

@@ -4,11 +4,13 @@ import base64
 import io
 import json
 import logging
+import struct
 
 import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from app import create_app
 from tests.images import (SHAPES, draw_digit, draw_number, encode, mnist_style, mnist_style_rgba, paper_photo,
                           png_header_only)
 
@@ -130,6 +132,35 @@ def test_json_base64_data_url_and_raw_body_answer_like_multipart(client):
     assert client.post("/recognize.json", data=picture, content_type="application/octet-stream").get_json() == expected
 
 
+def test_base64_broken_into_lines_as_the_base64_command_prints_it_is_read(client):
+    lines = base64.encodebytes(encode(mnist_style(3))).decode()  # 76 characters a line, as `base64 digit.png`
+    assert "\n" in lines.strip()
+    assert_prediction(client.post("/recognize.json", json={"image": lines}).get_json(), 3)
+    assert_prediction(client.post("/recognize.json", json={"image": "data:image/png;base64," + lines}).get_json(), 3)
+
+
+def photoshop(picture):
+    """`picture` as a minimal Photoshop file (one grey channel, raw): a format Pillow reads but cannot write."""
+    grey = picture.convert("L")
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 1, grey.height, grey.width, 8, 1)  # 1 channel of 8 bits, grey
+    return header + struct.pack(">IIIH", 0, 0, 0, 0) + grey.tobytes()  # no colour data, resources, layers; raw
+
+
+@pytest.mark.parametrize("format", ["PPM", "ICO", "TGA", "PSD"])
+def test_formats_pillow_reads_but_the_service_does_not_open_are_refused_as_invalid_images(client, format):
+    picture = mnist_style(3)
+    data = photoshop(picture) if format == "PSD" else encode(picture.convert("RGBA" if format == "ICO" else "L"), format)
+    assert Image.open(io.BytesIO(data)).format == format  # Pillow would read it
+    assert_error(upload(client, data), 400, "invalid_image")
+
+
+def test_a_batch_in_which_every_image_fails_answers_each_error_in_its_place(client):
+    response = client.post("/recognize.json", json={"images": ["%%%", "", base64.b64encode(b"junk").decode()]})
+    assert response.status_code == 200  # the request was read; each of its images failed on its own
+    assert [item["error"]["code"] for item in response.get_json()["predictions"]] == [
+        "invalid_base64", "no_image", "invalid_image"]
+
+
 @pytest.mark.parametrize("format, options", [
     ("JPEG", {"quality": 90}), ("GIF", {}), ("BMP", {}), ("TIFF", {}), ("WEBP", {"quality": 90}), ("PNG", {}),
 ])
@@ -174,8 +205,6 @@ def test_a_json_batch_reports_a_bad_item_in_place_and_reads_the_rest(client):
 
 
 def test_more_images_than_the_batch_limit_is_a_413():
-    from app import create_app
-
     client = create_app({"TESTING": True, "MAX_BATCH": 3}).test_client()
     picture = base64.b64encode(encode(mnist_style(1))).decode()
     assert_error(client.post("/recognize.json", json={"images": [picture] * 4}), 413, "too_many_images")
@@ -198,11 +227,16 @@ def test_invalid_base64_is_a_400_or_in_a_batch_that_items_error(client):
     assert [item["error"]["code"] for item in batch] == ["invalid_base64", "no_image"]
 
 
-@pytest.mark.parametrize("body", ["[1, 2]", "{not json", '{"image": 5}', '{"images": []}', '{"images": [1]}'])
-def test_json_without_an_image_is_a_400(client, body):
-    response = client.post("/recognize.json", data=body, content_type="application/json")
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] in ("invalid_json", "no_image")
+@pytest.mark.parametrize("body, code", [
+    ("[1, 2]", "invalid_json"),  # not an object
+    ("{not json", "invalid_json"),  # not JSON at all
+    ('{"images": [1]}', "invalid_json"),  # images that are not all strings
+    ('{"image": 5}', "no_image"),  # no image string
+    ('{"images": []}', "no_image"),  # an empty list
+    ("{}", "no_image"),
+])
+def test_json_without_an_image_is_a_400_with_the_documented_code(client, body, code):
+    assert_error(client.post("/recognize.json", data=body, content_type="application/json"), 400, code)
 
 
 def test_an_unsupported_content_type_is_a_415(client):
@@ -212,8 +246,6 @@ def test_an_unsupported_content_type_is_a_415(client):
 
 
 def test_a_body_over_the_limit_is_a_413():
-    from app import create_app
-
     client = create_app({"TESTING": True, "MAX_CONTENT_LENGTH": 50_000}).test_client()
     big = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)))
     assert len(big) > 50_000
@@ -226,7 +258,6 @@ def test_a_decompression_bomb_is_a_413_before_it_is_decoded(client):
 
 
 def test_an_image_over_the_pixel_limit_is_a_413():
-    from app import create_app
 
     client = create_app({"TESTING": True, "MAX_IMAGE_PIXELS": 100 * 100}).test_client()
     assert_error(upload(client, encode(mnist_style(1).resize((101, 100)))), 413, "image_too_large")
@@ -264,6 +295,17 @@ def test_each_request_logs_one_line_with_its_answer_and_echoes_the_request_id(cl
     assert "digit=1 confidence=" in lines[0] and lines[0].endswith("request_id=abc-123")
 
 
+def test_the_log_names_the_client_that_heroku_s_router_saw_not_the_one_the_client_wrote(client, caplog):
+    forwarded = {"X-Forwarded-For": "10.9.8.7, 203.0.113.9"}  # what the client claimed, then what the router saw
+    with caplog.at_level(logging.INFO, logger="digit_recognition.requests"):
+        client.get("/healthz", headers=forwarded, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+        create_app({"TESTING": True, "FORWARDED_HOPS": 0}).test_client().get(
+            "/healthz", headers=forwarded, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    behind_router, direct = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GET /healthz")]
+    assert " client=203.0.113.9 " in behind_router
+    assert " client=10.1.1.1 " in direct
+
+
 def test_a_missing_or_malformed_request_id_is_replaced(client):
     generated = client.get("/healthz").headers["X-Request-ID"]
     assert len(generated) == 32
@@ -295,6 +337,13 @@ def test_model_input_comes_with_each_answer_of_a_batch_and_not_with_its_errors(c
     assert [("model_input" in answer, answer.get("digit")) for answer in answers] == [(True, 1), (False, None),
                                                                                      (True, 7)]
     assert answers[0]["model_input"] != answers[2]["model_input"]
+
+
+@pytest.mark.parametrize("value, shown", [("true", True), ("TRUE", True), ("1", True), ("false", False),
+                                          ("False", False), ("0", False)])
+def test_model_input_takes_true_false_1_and_0_in_any_case(client, value, shown):
+    answer = upload(client, encode(mnist_style(1)), query_string={"model_input": value}).get_json()
+    assert answer["digit"] == 1 and ("model_input" in answer) is shown
 
 
 def test_an_invalid_model_input_value_is_a_400(client):

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from scripts.bench import free_port
+from scripts.processes import free_port, wait_until_healthy
 from tests.images import encode, paper_photo
-from tests.servers import multipart, recognize, start, stop, wait_until_healthy
+from tests.servers import multipart, recognize, start, stop
 from tests.test_info import response_validator
 from tests.test_metrics import sample
 

@@ -68,6 +68,20 @@ def test_configuration_comes_from_the_environment(monkeypatch, model_copy):
     assert app.config["MODEL_PATH"] == str(model_copy)
 
 
+def test_time_limit_confidence_and_cors_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("REQUEST_TIMEOUT", "2.5")
+    monkeypatch.setenv("LOW_CONFIDENCE", "0.9")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    app = create_app({"TESTING": True})
+    assert app.config["REQUEST_TIMEOUT"] == 2.5 and app.config["LOW_CONFIDENCE"] == 0.9
+    preflight = app.test_client().options("/recognize.json", headers={
+        "Origin": "https://b.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://b.example"
+    other = app.test_client().options("/recognize.json", headers={
+        "Origin": "https://c.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
 def test_a_malformed_setting_names_itself(monkeypatch):
     monkeypatch.setenv("MAX_BATCH", "many")
     with pytest.raises(ValueError, match="MAX_BATCH"):
