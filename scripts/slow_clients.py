@@ -68,9 +68,9 @@ def main(argv=None):
             os.killpg(server["process"].pid, signal.SIGTERM)
             server["process"].wait(timeout=60)
     rows = list(results["service"])
-    print(f"\n{'':36}{'service':>14}{'sync':>14}")
+    print(f"\n{'':36}{'service':>22}{'sync':>22}")
     for row in rows:
-        print(f"{row:36}" + "".join(f"{str(results[name][row]):>14}" for name in results))
+        print(f"{row:36}" + "".join(f"{str(results[name][row]):>22}" for name in results))
     return 0
 
 
