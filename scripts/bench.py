@@ -1,11 +1,13 @@
 """Measure the service side by side with the seeds' way and Flask's floor, in one run on one machine.
 
-    python scripts/bench.py                 # needs `hey` (apt-get install hey); about 6 minutes
+    python scripts/bench.py                 # needs `hey` (apt-get install hey); about 20 minutes
 
 Starts, one at a time on free loopback ports, timing each from launch to its first /healthz answer:
   service      the Procfile's web line (gunicorn.conf.py, WEB_CONCURRENCY=2): gevent workers
   sync         the same with gunicorn's sync workers (GUNICORN_CMD_ARGS=--worker-class sync), as it served
                before its workers held slow clients cheaply
+  nginx+sync   nginx in front of the sync workers on a UNIX socket, as Heroku's nginx buildpack runs them
+               (when nginx is installed)
   seeds' way   the same model file, Keras on TensorFlow, model.predict per request, gunicorn -w 2
   floor        a Flask hello-world that reads the upload and answers a fixed JSON, gunicorn -w 2
 then drives them with `hey` in rounds, taking turns within each round, so that a burst of load from
@@ -75,6 +77,7 @@ def main(argv=None):
         "service": (service, deployed, ROOT, args.single, args.requests, batch, number),
         "sync": (service, {**deployed, "GUNICORN_CMD_ARGS": "--worker-class sync"}, ROOT, args.single, args.requests,
                  batch, number),
+        **nginx_in_front(work, deployed, args, batch, number),
         "seeds' way": ([*baseline, "scripts.bench_baselines:seeds_way()"], {}, work, args.seeds_single,
                        args.seeds_requests, None, None),
         "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None,
@@ -106,6 +109,39 @@ def main(argv=None):
     print_table(results, args.rounds)
     shutil.rmtree(work)
     return 0
+
+
+NGINX = """{user} daemon off; worker_processes 1; pid {work}/nginx.pid; error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off; client_max_body_size 10m; client_body_buffer_size 1m; keepalive_timeout 100s;
+    client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+    upstream service {{ server unix:{work}/gunicorn.sock; }}
+    server {{
+        listen 127.0.0.1:@PORT@;
+        location / {{
+            proxy_pass http://service; proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_in_front(work, deployed, args, batch, number):
+    """The front that gunicorn's documentation recommends for sync workers, as Heroku's nginx buildpack
+    runs it: nginx on $PORT buffering each whole request, the sync workers behind it on a UNIX socket.
+    Measured when nginx is installed (apt-get install nginx)."""
+    if not shutil.which("nginx"):
+        print("bench.py: nginx is not installed: no \"nginx+sync\" column", file=sys.stderr)
+        return {}
+    user = "user root;" if os.geteuid() == 0 else ""  # its workers must reach the socket in `work` (mode 0700)
+    (work / "nginx.conf.template").write_text(NGINX.format(work=work, user=user))
+    command = ["bash", "-c", f'sed "s/@PORT@/$PORT/" {work}/nginx.conf.template > {work}/nginx.conf && '
+                             f"{{ {procfile_web_line()} & exec nginx -c {work}/nginx.conf; }}"]
+    environment = {**deployed, "GUNICORN_CMD_ARGS": f"--worker-class sync --bind unix:{work}/gunicorn.sock"}
+    return {"nginx+sync": (command, environment, ROOT, args.single, args.requests, batch, number)}
 
 
 def stop(servers):
@@ -219,26 +255,26 @@ def timed_request(url, body):
 
 
 def print_table(results, rounds):
-    service, sync, seeds, floor = results["service"], results["sync"], results["seeds' way"], results["floor"]
+    service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
             "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "req/s 32, a connection each",
             "images/s in 64s", "p50 4-digit read ms", "p99 4-digit read ms", "errors", "PSS MB"]
-    print(f"\n{'':28}{'service':>11}{'sync':>11}{'seeds way':>11}{'floor':>11}")
+    print(f"\n{'':28}" + "".join(f"{name:>11}" for name in results))
     for row in rows:
         cells = "".join(f"{r[row]:>11,.{2 if 'CPU' in row else 1}f}" if row in r else f"{'-':>11}"
-                        for r in (service, sync, seeds, floor))
+                        for r in results.values())
         print(f"{row:28}{cells}")
     ratio = "requests/s 32 clients", "req/s 32, a connection each"
+    others = [name for name in ("sync", "nginx+sync") if name in results]
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
           f"seeds' way; throughput at 32 clients: {service[ratio[0]] / floor[ratio[0]]:.2f}x the floor with "
           f"connections kept open, {service[ratio[1]] / floor[ratio[1]]:.2f}x with one a request; "
-          f"{service[ratio[0]] / sync[ratio[0]]:.2f}x and {service[ratio[1]] / sync[ratio[1]]:.2f}x the sync workers "
-          f"(CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
+          + "; ".join(f"{service[ratio[0]] / results[name][ratio[0]]:.2f}x and "
+                      f"{service[ratio[1]] / results[name][ratio[1]]:.2f}x {name}" for name in others) +
+          f" (CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
           f"the floor's); a 4-digit number through /read.json "
           f"{service['p50 4-digit read ms'] / service['p50 1 client ms']:.2f}x one digit through /recognize.json; "
           f"medians of {rounds} rounds; {os.cpu_count()} CPUs")
-
-
 
 
 def multipart(path, digits):
