@@ -92,6 +92,8 @@ class BufferingGeventWorker(GeventWorker):
     connections over and over while others waited (p99 200-350 ms against 60-95). On SIGTERM, gunicorn's
     gevent worker stops accepting and finishes every request it holds within graceful_timeout."""
 
+    next_trim = 0.0  # monotonic time of the next hand-back of freed memory
+
     def handle(self, listener, client, addr):
         super().handle(listener, Connection(client, self.cfg.keepalive, HEADER_TIMEOUT), addr)
 
@@ -101,7 +103,7 @@ class BufferingGeventWorker(GeventWorker):
         idle connections would otherwise push past 512 MB (scripts/slow_clients.py). Fewer arenas kept
         less but cost a quarter of the requests/s at 32 clients."""
         super().notify()
-        if time.monotonic() >= getattr(self, "next_trim", 0):
+        if time.monotonic() >= self.next_trim:
             self.next_trim = time.monotonic() + TRIM_EVERY
             release_freed_memory()
 
