@@ -163,8 +163,6 @@ def ready_to_measure(program):
     raise SystemExit(2)
 
 
-
-
 def launch(command, environment, directory, one):
     """Start a server and time it: launch to its first /healthz answer, then one recognition request."""
     port = free_port()
@@ -246,14 +244,6 @@ def timed_request(url, body):
     return (time.perf_counter() - started) * 1000
 
 
-
-
-
-
-
-
-
-
 def print_table(results, rounds):
     service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
@@ -289,8 +279,6 @@ def number_picture(digits):
     """MNIST digits side by side, 6 px apart: a number as MNIST would have written it."""
     gap = np.zeros((28, 6), dtype=np.uint8)
     return np.hstack([part for digit in digits for part in (digit, gap)][:-1])
-
-
 
 
 if __name__ == "__main__":

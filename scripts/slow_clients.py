@@ -19,7 +19,6 @@ import http.client
 import io
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -32,7 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file: import scripts and tests
 
-from scripts.bench import BOUNDARY, launch, multipart, ready_to_measure  # noqa: E402
+from scripts.bench import BOUNDARY, launch, multipart, ready_to_measure, stop  # noqa: E402
 from scripts.make_eval_set import photo as phone_photo, to_bytes  # noqa: E402
 from scripts.processes import megabytes, procfile_web_line, serving_venv  # noqa: E402
 
@@ -65,8 +64,7 @@ def main(argv=None):
             print(f"{name}: slow photo ...", file=sys.stderr, flush=True)
             results[name] |= slow_upload(port, photo, digit, 100_000)
         finally:
-            os.killpg(server["process"].pid, signal.SIGTERM)
-            server["process"].wait(timeout=60)
+            stop([server])
     rows = list(results["service"])
     print(f"\n{'':36}{'service':>22}{'sync':>22}")
     for row in rows:

@@ -85,9 +85,10 @@ def kill(process):
 
 
 @contextlib.contextmanager
-def running():
+def running(**environment):
+    """A server on a free port, healthy, with `environment` over this one's; stopped afterwards."""
     port = free_port()
-    process = start(port)
+    process = start(port, **environment)
     try:
         try:
             wait_until_healthy(port, process)

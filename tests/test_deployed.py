@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.processes import free_port, serving_venv, wait_until_healthy
+from scripts.processes import serving_venv
 from tests.conftest import ROOT
 from tests.images import draw_number, encode, mnist_style
-from tests.servers import post, stop, start, workers_of
+from tests.servers import post, running, workers_of
 
 SERVING_VENV = ROOT / ".venv-serve"  # the one scripts/bench.py measures
 
@@ -24,13 +24,8 @@ def environment():
 
 @pytest.fixture(scope="module")
 def deployed(environment):
-    port = free_port()
-    process = start(port, **environment)
-    try:
-        wait_until_healthy(port, process)
-        yield port, process
-    finally:
-        stop(process)
+    with running(**environment) as started:
+        yield started
 
 
 def test_requirements_txt_alone_brings_no_tensorflow(environment):

@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from scripts.processes import free_port, wait_until_healthy
 from tests.images import encode, paper_photo
-from tests.servers import multipart, recognize, start, stop
+from tests.servers import multipart, recognize, running
 from tests.test_info import response_validator
 from tests.test_metrics import sample
 
@@ -24,13 +23,8 @@ DRIBBLE = 0.2  # seconds between the bytes of a dribbling client
 @pytest.fixture(scope="module")
 def server():
     """A server whose upload deadlines are short enough to see them expire in a test."""
-    port = free_port()
-    process = start(port, HEADER_TIMEOUT="3", BODY_TIMEOUT="3", REQUEST_TIMEOUT="2")
-    try:
-        wait_until_healthy(port, process)
-        yield port, process
-    finally:
-        stop(process)
+    with running(HEADER_TIMEOUT="3", BODY_TIMEOUT="3", REQUEST_TIMEOUT="2") as started:
+        yield started
 
 
 class Dribbler(threading.Thread):
@@ -159,10 +153,7 @@ def test_a_slow_steady_upload_is_read_whole_and_answered(server):
 
 
 def test_a_drain_answers_an_upload_still_arriving():
-    port = free_port()
-    process = start(port, BODY_MIN_RATE="10000")
-    try:
-        wait_until_healthy(port, process)
+    with running(BODY_MIN_RATE="10000") as (port, process):
         photo = encode(paper_photo(2, size=(800, 600)), "JPEG", quality=90)
         connection = socket.create_connection(("127.0.0.1", port), timeout=60)
         connection.sendall(request_head(port, len(photo), "image/jpeg") + photo[:1000])
@@ -177,8 +168,6 @@ def test_a_drain_answers_an_upload_still_arriving():
         connection.close()
         assert response.status == 200 and answer["digit"] == 2, answer
         assert process.wait(timeout=30) == 0
-    finally:
-        stop(process)
     assert "Traceback" not in process.output()
 
 
