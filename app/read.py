@@ -8,7 +8,7 @@ from flask import Blueprint, current_app
 from app.errors import ApiError
 from app.predictor import postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, ink_map
-from app.segmentation import TooManyDigits, best_reading, is_no_number, segment
+from app.segmentation import TooManyDigits, best_reading, crowded_groups, is_no_number, segment
 from app.uploads import HOW_TO_SEND, png_data_url, read_images, respond, wants_model_input
 
 bp = Blueprint("read", __name__)
@@ -22,26 +22,42 @@ def read():
     show_input = wants_model_input()
     images, is_batch = read_images()
     predictor = current_app.extensions["predictor"]
-    segmented = [_segmented(data) for data in images]
-    candidates = [candidate.digit for item in segmented if not isinstance(item, ApiError)
-                  for candidate in item[0].candidates]
-    probabilities = iter(predictor.predict(np.stack(candidates)) if candidates else ())
+    max_digits = current_app.config["MAX_DIGITS"]
+    segmented = [_segmented(data, max_digits) for data in images]
+    found = [item for item in segmented if not isinstance(item, ApiError)]  # (ink, segmentation, sizes) each
+    probabilities = _predict(predictor, [segmentation for _, segmentation, _ in found])
+    # Groups that the model reads as likely several digits are cut however narrow, and read again in one call.
+    again = {index: segment(ink, max_digits, split) for index, ((ink, segmentation, _), rows)
+             in enumerate(zip(found, probabilities)) if (split := crowded_groups(segmentation, rows))}
+    for index, rows in zip(again, _predict(predictor, list(again.values()))):
+        found[index] = (found[index][0], again[index], found[index][2])
+        probabilities[index] = rows
+    answers = iter(zip(found, probabilities))
     results = []  # per image, its answer or the ApiError it gets
     for item in segmented:
         if isinstance(item, ApiError):
             results.append(item)
             continue
-        segmentation, size = item
-        rows = [next(probabilities) for _ in segmentation.candidates]
+        (_, segmentation, size), rows = next(answers)
         digits = best_reading(segmentation, rows)
         refused = is_no_number(segmentation, rows, digits, predictor.refusal_threshold)
         results.append(_answer(digits, refused, size, predictor.refusal_threshold, show_input))
     return respond(results, is_batch)
 
 
-def _segmented(data):
-    """The picture's candidate digits with the shape of its ink map and the uploaded picture's size (upright),
-    or the ApiError that it gets."""
+def _predict(predictor, segmentations):
+    """Each segmentation's candidates' probabilities (an array of rows each), from one batched model call."""
+    candidates = [candidate.digit for segmentation in segmentations for candidate in segmentation.candidates]
+    if not candidates:
+        return []
+    rows = predictor.predict(np.stack(candidates))
+    ends = np.cumsum([len(segmentation.candidates) for segmentation in segmentations])
+    return np.split(rows, ends[:-1])
+
+
+def _segmented(data, max_digits):
+    """The picture's ink map, its candidate digits, and the shapes of the ink map and of the uploaded picture
+    (upright); or the ApiError that it gets."""
     if isinstance(data, ApiError):
         return data
     if not data:
@@ -49,7 +65,7 @@ def _segmented(data):
     try:
         image, (width, height) = decode_upright(data, current_app.config["MAX_IMAGE_PIXELS"])
         ink = ink_map(image)
-        segmentation = segment(ink, current_app.config["MAX_DIGITS"])
+        segmentation = segment(ink, max_digits)
     except InvalidImage as error:
         return ApiError(400, "invalid_image", str(error))
     except ImageTooLarge as error:
@@ -60,7 +76,7 @@ def _segmented(data):
         return ApiError(422, "too_many_digits", str(error))
     if not segmentation.candidates:
         return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
-    return segmentation, (ink.shape, (width, height))
+    return ink, segmentation, (ink.shape, (width, height))
 
 
 def _answer(digits, refused, size, refusal_threshold, show_input):

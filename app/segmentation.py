@@ -2,7 +2,8 @@
 
 The ink map that preprocessing makes is cut into connected pieces of ink. Pieces that stand above one
 another (a 5's flag, a 4 drawn in two strokes, a 7's bar) are joined into groups; a wide group (neighbours
-that touch or overlap) is cut at its thinnest columns into more pieces than it may have digits. Which
+that touch or overlap) is cut at its thinnest columns into more pieces than it may have digits, and so is a
+narrow one that the model reads as several digits (two 1s that touch) when it is segmented again. Which
 joins and cuts make digits is left to the classifier: every plausible digit is framed as MNIST was made
 (`frame_digit`, as in training), all of a request's are read in one batched model call, and the reading
 whose digits the model is surest of wins (`best_reading`).
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from app.predictor import refusal
+from app.predictor import SEVERAL_DIGITS, refusal
 from app.preprocessing import frame_digit
 
 INK = 0.2  # ink-map level that counts as ink when the pieces are found
@@ -23,11 +24,12 @@ SPECK = 0.3  # groups smaller than this share of the tallest piece's height on b
 MOST_MARKS = 8  # more pieces than this many per digit read are grouped only when they are of a digit's size
 OVERLAP = 0.5  # pieces whose columns overlap by this share of the narrower one belong to one digit
 WIDE = 1.1  # a group wider than this share of the line's height may hold several digits
+CROWDED = 0.02  # ... and so may a narrower one that the model, read whole, gives this chance of several digits
 CUT_EVERY = 0.3  # ... and is cut at least this often (as a share of the height), besides at its thinnest columns
 CUT_MARGIN = 0.2  # no cut closer than this share of the height to another or to the group's edge
 MOST_PIECES = 4  # most cut pieces of a group that one digit may span
 JOIN_GAP = 0.35  # groups closer than this share of the height may be pieces of one digit
-DIGIT_WIDTH = 0.9  # ... when together they are no wider than this share of the height
+DIGIT_WIDTH = 1.2  # ... when together they are no wider than this share of the height (a broken 5 with its flag)
 DIGIT_PRIOR = math.log(0.7)  # each digit of a reading costs this much, so that a digit is not cut in two lightly
 # (chosen on numbers written with the validation digits that training holds out)
 
@@ -42,6 +44,7 @@ class Candidate:
 
     start: int  # the first and one past the last cut piece it spans, in reading order
     end: int
+    group: int  # the group it is (kind "group") or is part of ("part"); -1 for joined groups and all the ink
     box: tuple  # (x, y, width, height) of its ink, in ink-map pixels
     digit: np.ndarray
     kind: str  # "group" (one group, whole), "part" (pieces of one group), "joined" (whole groups) or "all"
@@ -61,8 +64,9 @@ class Digit:
     probabilities: np.ndarray
 
 
-def segment(ink, max_digits):
-    """The candidate digits of an ink map (float, 1.0 = ink), over a picture with one line of digits."""
+def segment(ink, max_digits, split=frozenset()):
+    """The candidate digits of an ink map (float, 1.0 = ink), over a picture with one line of digits; the
+    groups numbered in `split` (from `crowded_groups`) are cut whatever their width."""
     labels, count = ndimage.label(ink >= INK, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return Segmentation(0)
@@ -79,7 +83,7 @@ def segment(ink, max_digits):
     line = max(_extent(group, slices)[3] for group in groups)
     atoms = []  # (group index, first column, one past the last column), in reading order
     for number, group in enumerate(groups):
-        atoms += [(number, left, right) for left, right in _cuts(ink, labels, group, slices, line)]
+        atoms += [(number, left, right) for left, right in _cuts(ink, labels, group, slices, line, number in split)]
     segmentation = Segmentation(len(atoms))
     group_atoms = {}
     for index, (number, _, _) in enumerate(atoms):
@@ -89,7 +93,8 @@ def segment(ink, max_digits):
         for start in range(first, last):
             for end in range(start + 1, min(start + MOST_PIECES, last) + 1):
                 kind = "group" if start == first and end == last else "part"
-                _add(segmentation, ink, labels, groups[number], atoms[start][1], atoms[end - 1][2], start, end, kind)
+                _add(segmentation, ink, labels, groups[number], atoms[start][1], atoms[end - 1][2], start, end,
+                     number, kind)
     for number in range(len(groups) - 1):  # whole groups joined: the pieces of a broken stroke
         for last in range(number + 1, min(number + 3, len(groups))):
             joined = [label for group in groups[number : last + 1] for label in group]
@@ -97,11 +102,18 @@ def segment(ink, max_digits):
             gaps_small = all(_gap(groups[k], groups[k + 1], slices) <= JOIN_GAP * line for k in range(number, last))
             if width <= DIGIT_WIDTH * line and gaps_small:
                 _add(segmentation, ink, labels, joined, x, x + width, group_atoms[number][0],
-                     group_atoms[last][-1] + 1, "joined")
+                     group_atoms[last][-1] + 1, -1, "joined")
     if len(atoms) > 1:  # all the ink at once: a number reads as several digits, a drawing as none
         _add(segmentation, ink, labels, [label for group in groups for label in group], 0, ink.shape[1], 0,
-             len(atoms), "all")
+             len(atoms), -1, "all")
     return segmentation
+
+
+def crowded_groups(segmentation, probabilities):
+    """The groups left whole that the model reads as likely several digits: to be cut in a second segmentation."""
+    return frozenset(candidate.group for candidate, row in zip(segmentation.candidates, probabilities)
+                     if candidate.kind == "group" and candidate.end - candidate.start == 1
+                     and row[SEVERAL_DIGITS] >= CROWDED)
 
 
 def best_reading(segmentation, probabilities):
@@ -162,12 +174,13 @@ def _gap(left_group, right_group, slices):
     return _extent(right_group, slices)[0] - (left_x + left_width)
 
 
-def _cuts(ink, labels, group, slices, line):
-    """The column ranges a group is cut into: itself when it is no wider than one digit, else pieces cut at
-    the columns where the fewest of its ink's pixels lie (its profile's local minima) and at even steps
-    across it, where touching digits overlap and leave no minimum; more pieces than digits, to be joined."""
+def _cuts(ink, labels, group, slices, line, split):
+    """The column ranges a group is cut into: itself when it is no wider than one digit and not to `split`,
+    else pieces cut at the columns where the fewest of its ink's pixels lie (its profile's local minima) and
+    at even steps across it, where touching digits overlap and leave no minimum; more pieces than digits, to
+    be joined."""
     left, top, width, height = _extent(group, slices)
-    if width <= WIDE * line:
+    if width <= WIDE * line and not split:
         return [(left, left + width)]
     window = np.isin(labels[top : top + height, left : left + width], group)
     profile = np.convolve((ink[top : top + height, left : left + width] * window).sum(axis=0),
@@ -185,7 +198,7 @@ def _cuts(ink, labels, group, slices, line):
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _add(segmentation, ink, labels, group, left, right, start, end, kind):
+def _add(segmentation, ink, labels, group, left, right, start, end, number, kind):
     """A candidate of the group's ink within columns [left, right), framed, if it holds any ink."""
     window = ink[:, left:right] * np.isin(labels[:, left:right], group)
     rows = np.flatnonzero(window.max(axis=1) >= INK)
@@ -194,4 +207,4 @@ def _add(segmentation, ink, labels, group, left, right, start, end, kind):
         return
     crop = window[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box = (left + int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
-    segmentation.candidates.append(Candidate(start, end, box, frame_digit(crop), kind))
+    segmentation.candidates.append(Candidate(start, end, number, box, frame_digit(crop), kind))

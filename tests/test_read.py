@@ -74,6 +74,12 @@ def test_neighbours_that_touch_are_split(client):
     assert_reading(read(client, encode(picture)).get_json(), "4072")
 
 
+def test_ones_that_touch_are_two_digits(client):
+    """Too narrow together to look like more than one digit: the model, reading them whole, says otherwise."""
+    picture, _ = draw_number("11", gap=-0.5, ink=0, background=255)
+    assert_reading(read(client, encode(picture)).get_json(), "11")
+
+
 def test_a_digit_in_two_strokes_is_one_digit(client):
     """A 5 whose flag does not touch its body, and a 4 drawn as two strokes that do not meet."""
     picture = Image.new("L", (420, 200), 0)

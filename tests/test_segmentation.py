@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from app.segmentation import Segmentation, TooManyDigits, best_reading, segment
+from app.predictor import SEVERAL_DIGITS
+from app.segmentation import Segmentation, TooManyDigits, best_reading, crowded_groups, segment
 from tests.images import draw_digit, draw_number, encode
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None,
@@ -35,10 +36,11 @@ def ink_maps(draw):
 
 
 @PROPERTY
-@given(ink=ink_maps(), seed=st.integers(0, 2**32 - 1))
-def test_any_ink_segments_into_framed_candidates_inside_the_picture_and_a_reading_in_order(ink, seed):
+@given(ink=ink_maps(), seed=st.integers(0, 2**32 - 1), split=st.sets(st.integers(0, MAX_DIGITS)))
+def test_any_ink_segments_into_framed_candidates_inside_the_picture_and_a_reading_in_order(ink, seed, split):
+    """Whichever groups are cut again (`split`, as crowded_groups chooses them)."""
     try:
-        segmentation = segment(ink, MAX_DIGITS)
+        segmentation = segment(ink, MAX_DIGITS, frozenset(split))
     except TooManyDigits:
         return
     height, width = ink.shape
@@ -48,6 +50,7 @@ def test_any_ink_segments_into_framed_candidates_inside_the_picture_and_a_readin
         assert x + box_width <= width and y + box_height <= height
         assert candidate.digit.shape == (28, 28) and candidate.digit.dtype == np.uint8
         assert 0 <= candidate.start < candidate.end <= segmentation.pieces
+        assert (candidate.group >= 0) == (candidate.kind in ("group", "part"))
     if not segmentation.candidates:
         return
     probabilities = np.random.default_rng(seed).dirichlet(np.full(12, 0.3), size=len(segmentation.candidates))
@@ -65,6 +68,21 @@ def test_more_marks_than_max_digits_are_refused_before_any_is_read():
     with pytest.raises(TooManyDigits):
         segment(ink, MAX_DIGITS)
     assert len(segment(ink, 20).candidates) >= 20
+
+
+def test_a_group_read_as_several_digits_is_cut_however_narrow():
+    picture, _ = draw_number("11", gap=-0.5)  # two 1s that touch: narrower than one wide digit
+    ink = np.asarray(picture, dtype=np.float32) / 255
+    whole = segment(ink, MAX_DIGITS)
+    assert whole.pieces == 1 and [candidate.kind for candidate in whole.candidates] == ["group"]
+    one_digit = np.full((1, 12), 0.001)
+    one_digit[0, 1] = 0.989
+    assert crowded_groups(whole, one_digit) == frozenset()
+    several = one_digit.copy()
+    several[0, 1], several[0, SEVERAL_DIGITS] = 0.5, 0.49
+    assert crowded_groups(whole, several) == {0}
+    cut = segment(ink, MAX_DIGITS, crowded_groups(whole, several))
+    assert cut.pieces >= 2 and any(candidate.end - candidate.start == 1 for candidate in cut.candidates)
 
 
 def test_no_ink_has_no_candidates():
