@@ -5,6 +5,7 @@ master's children are its workers, and a worker holds the TCP connections of the
 from accepting each until its answer is sent. The means of watching are in tests/servers.py."""
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -127,9 +128,10 @@ def test_a_worker_killed_under_load_is_replaced_and_the_service_keeps_answering(
     print(f"\n{len(exchanges)} requests, {len(failed)} failed ({failed}), {len(on_victim)} on the killed worker; "
           f"replacement forked {forked - killed:.2f} s and serving {serving - killed:.2f} s after the SIGKILL")
     assert len(failed) <= len(on_victim)
-    for exchange in failed:  # the request the worker was serving, its connection reset or closed unanswered
+    for exchange in failed:  # the request the worker was serving: its connection reset, or closed unanswered or
+        # between the answer's headers and its body (gunicorn sends them in two writes), never a wrong answer
         assert exchange.client_port in on_victim and exchange.started < killed, exchange
-        assert isinstance(exchange.error, ConnectionError), exchange
+        assert isinstance(exchange.error, (ConnectionError, http.client.IncompleteRead)), exchange
     wrong = [exchange for exchange in exchanges if not exchange.error and not exchange.correct]
     assert not wrong
     after = [exchange for exchange in exchanges if exchange.started > serving]
