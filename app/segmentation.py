@@ -200,7 +200,8 @@ def _cuts(ink, labels, group, slices, line, split):
 
 def _add(segmentation, ink, labels, group, left, right, start, end, number, kind):
     """A candidate of the group's ink within columns [left, right), framed, if it holds any ink."""
-    window = ink[:, left:right] * np.isin(labels[:, left:right], group)
+    columns = labels[:, left:right]
+    window = ink[:, left:right] * (columns == group[0] if len(group) == 1 else np.isin(columns, group))
     rows = np.flatnonzero(window.max(axis=1) >= INK)
     cols = np.flatnonzero(window.max(axis=0) >= INK)
     if rows.size == 0:

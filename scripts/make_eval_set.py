@@ -26,6 +26,13 @@ Numbers for /read.json, of 2-6 MNIST test digits each (drawn from all 10,000: no
 
 It writes DIR/<category>/<name> and DIR/labels.csv (file, category, expected, note): the expected answer
 is a digit, a number (digits as a string) or the code of a refusal. Same seed, same set.
+
+    python scripts/make_eval_set.py --tuning           # numbers of validation digits, for tuning the reader
+
+--tuning writes only the three categories of numbers of MNIST digits, made of the validation digits
+(the last training digits, which scripts/train.py holds out), to DIR (default: eval-set-tuning): the
+set on which the reader's constants (app/segmentation.py) are chosen, so that the evaluation set is
+only ever scored.
 """
 
 import argparse
@@ -40,7 +47,7 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
 
 from scripts import glyphs  # noqa: E402
-from scripts.mnist_data import DEFAULT_CACHE, DataError, load_mnist  # noqa: E402
+from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
 
 CANVAS_INKS = [(0, 0, 0), (33, 37, 41), (25, 60, 200), (200, 30, 40), (20, 130, 60), (255, 255, 255)]
 PAPERS = [(242, 240, 235), (250, 230, 110), (250, 200, 210), (190, 220, 245), (200, 240, 200), (225, 225, 225)]
@@ -234,9 +241,9 @@ def refusals(mnist, count, rng):
         yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {style.__name__}, {note}"
 
 
-def numbers(images, labels, count, rng, spacing, styles):
-    """(name, bytes, the number, note) for `count` numbers of 2-6 of `images`, written with gaps drawn from
-    `spacing` and rendered by `styles` in turn."""
+def numbers(images, labels, count, rng, spacing, styles, source="test"):
+    """(name, bytes, the number, note) for `count` numbers of 2-6 of `images` (MNIST's `source` digits),
+    written with gaps drawn from `spacing` and rendered by `styles` in turn."""
     for position in range(count):
         chosen = rng.choice(len(images), int(rng.integers(2, 7)), replace=False)
         gap = float(rng.uniform(*spacing))
@@ -244,7 +251,7 @@ def numbers(images, labels, count, rng, spacing, styles):
         style = styles[position % len(styles)]
         data, extension, note = style(glyph, rng, position // len(styles))
         written = "".join(str(int(labels[index])) for index in chosen)
-        yield f"{position:05d}.{extension}", data, written, f"test digits {chosen.tolist()}, gap {gap:+.2f}: {note}"
+        yield f"{position:05d}.{extension}", data, written, f"{source} digits {chosen.tolist()}, gap {gap:+.2f}: {note}"
 
 
 def uci_number(glyph, rng, position):
@@ -274,9 +281,21 @@ def build(mnist, per_category, seed):
     for name, data, written, note in numbers(uci, uci_labels, per_category // 2, rng, (0.2, 0.8), (uci_number,)):
         yield "uci_numbers", name, data, written, "UCI " + note
 
+
+def build_tuning(mnist, per_category, seed):
+    """(category, name, bytes, expected, note) for the numbers of the tuning set: validation digits only."""
+    rng = np.random.default_rng(seed)
+    digits, labels = mnist.x_train[-VALIDATION_SIZE:], mnist.y_train[-VALIDATION_SIZE:]
+    for category, (spacing, styles) in NUMBERS.items():
+        for name, data, written, note in numbers(digits, labels, per_category, rng, spacing, styles, "validation"):
+            yield category, name, data, written, note
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=DEFAULT_CACHE / "eval-set", help="(default: %(default)s)")
+    parser.add_argument("--output", type=Path, help=f"(default: {DEFAULT_CACHE / 'eval-set'}, or with --tuning "
+                        f"{DEFAULT_CACHE / 'eval-set-tuning'})")
+    parser.add_argument("--tuning", action="store_true", help="numbers of validation digits instead (see above)")
     parser.add_argument("--per-category", type=int, default=1000, help="rendered MNIST digits per category, "
                         f"at most {10000 // len(RENDERERS)}")
     parser.add_argument("--seed", type=int, default=7)
@@ -289,16 +308,18 @@ def main(argv=None):
     except DataError as error:
         print(f"make_eval_set.py: {error}", file=sys.stderr)
         return 2
+    output = args.output or DEFAULT_CACHE / ("eval-set-tuning" if args.tuning else "eval-set")
+    pictures = build_tuning if args.tuning else build
     counts = {}
-    with open(_fresh(args.output) / "labels.csv", "w", newline="") as labels:
+    with open(_fresh(output) / "labels.csv", "w", newline="") as labels:
         writer = csv.writer(labels)
         writer.writerow(["file", "category", "expected", "note"])
-        for category, name, data, expected, note in build(mnist, args.per_category, args.seed):
-            (args.output / category).mkdir(exist_ok=True)
-            (args.output / category / name).write_bytes(data)
+        for category, name, data, expected, note in pictures(mnist, args.per_category, args.seed):
+            (output / category).mkdir(exist_ok=True)
+            (output / category / name).write_bytes(data)
             writer.writerow([f"{category}/{name}", category, expected, note])
             counts[category] = counts.get(category, 0) + 1
-    print(", ".join(f"{category} {count:,}" for category, count in counts.items()) + f": written to {args.output}")
+    print(", ".join(f"{category} {count:,}" for category, count in counts.items()) + f": written to {output}")
     return 0
 
 

@@ -30,7 +30,7 @@ from app.predictor import NOT_A_DIGIT, REFUSALS, SEVERAL_DIGITS  # noqa: E402
 from scripts import glyphs, model_card  # noqa: E402
 from scripts.calibration import (expected_calibration_error, fit_refusal_threshold, fit_temperature,  # noqa: E402
                                  softmax)
-from scripts.mnist_data import DEFAULT_CACHE, DataError, load_mnist  # noqa: E402
+from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 
@@ -49,7 +49,8 @@ def parse_args(argv):
     parser.add_argument("--dense-dropout", type=float, default=0.3, help="before the classifier")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="random shifts, rotations, scale and stroke thickness while training")
-    parser.add_argument("--validation-size", type=int, default=5000, help="held out from the training data")
+    parser.add_argument("--validation-size", type=int, default=VALIDATION_SIZE,
+                        help="held out from the training data (%(default)s)")
     parser.add_argument("--non-digits", type=int, default=12000,
                         help="pictures of no digit to train on, and half as many numbers of several digits")
     parser.add_argument("--digit-refusals", type=float, default=0.0002,

@@ -1,12 +1,15 @@
 """A sample of every category of the evaluation set (scripts/make_eval_set.py), read through the API."""
 
+import csv
 import io
+import json
+import re
 
 import numpy as np
 import pytest
 
 from scripts import make_eval_set
-from scripts.mnist_data import load_mnist
+from scripts.mnist_data import VALIDATION_SIZE, load_mnist
 
 SAMPLE = 20
 
@@ -44,3 +47,16 @@ def test_a_sample_of_the_uci_digits_is_read_right(client):
     read_as = read(client, [data for data, _, _, _ in uci])
     right = sum(int(a == label) for a, (_, _, label, _) in zip(read_as, uci))
     assert right >= len(uci) - 1, list(zip(read_as, [label for _, _, label, _ in uci]))
+
+
+def test_the_tuning_set_is_numbers_of_validation_digits_only(mnist, tmp_path):
+    """The reader's constants are chosen on it, so that the evaluation set's test digits are only scored."""
+    assert make_eval_set.main(["--tuning", "--per-category", "4", "--output", str(tmp_path)]) == 0
+    with open(tmp_path / "labels.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted({row["category"] for row in rows}) == ["num_photo", "numbers", "touching"] and len(rows) == 12
+    validation = mnist.y_train[-VALIDATION_SIZE:]
+    for row in rows:
+        chosen = json.loads(re.search(r"^validation digits (\[[\d, ]+\])", row["note"]).group(1))
+        assert row["expected"] == "".join(str(validation[index]) for index in chosen)
+        assert (tmp_path / row["file"]).stat().st_size > 0
