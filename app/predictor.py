@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NOT_A_DIGIT, SEVERAL_DIGITS = 10, 11  # the model's classes after the ten digits: pictures it refuses to read
 REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
-BATCH_SIZES = (1, 4, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
+BATCH_SIZES = (1, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
 # Initial values for every layer while the model is built, before its saved weights replace them
@@ -140,11 +140,11 @@ def _load_keras_model(path, sha256):
 
 
 def _run_jax_computations_inline():
-    """On JAX, run each model call on the calling thread. By default JAX's CPU client hands every
-    computation larger than a few flops to a thread of its own and the caller waits for it: two thread
-    switches per call, which cost more than half of a one-digit call's time, and far more when the
-    other worker and the load are queued for the same two cores. It must be set before JAX makes its
-    client, which happens when the first model is built; jax reads no environment variable for it."""
+    """On JAX, dispatch each model call on the calling thread. By default JAX's CPU client hands every
+    computation larger than a few flops to a thread of its own, which the caller then waits for: one more
+    thread to wake per call while the other worker and the load are queued for the same two cores. It
+    must be set before JAX makes its client, which happens when the first model is built; jax reads no
+    environment variable for it."""
     import keras
 
     if keras.backend.backend() == "jax":
