@@ -2,7 +2,7 @@
 
     python scripts/loadtest.py              # needs `hey` (apt-get install hey); 2 to 4 minutes
 
-Starts the Procfile's web line (two sync workers) from the serving virtualenv as scripts/bench.py does,
+Starts the Procfile's web line (two gevent workers) from the serving virtualenv as scripts/bench.py does,
 warms it up, reads the whole server's RSS and PSS (master and workers), then runs four `hey` clients at
 once, 64 connections in all, each sending one kind of request:
 
