@@ -182,7 +182,7 @@ def _cuts(ink, labels, group, slices, line, split):
     left, top, width, height = _extent(group, slices)
     if width <= WIDE * line and not split:
         return [(left, left + width)]
-    window = np.isin(labels[top : top + height, left : left + width], group)
+    window = _in_group(labels[top : top + height, left : left + width], group)
     profile = np.convolve((ink[top : top + height, left : left + width] * window).sum(axis=0),
                           np.ones(3) / 3, mode="same")
     margin = max(1, round(CUT_MARGIN * line))
@@ -200,8 +200,7 @@ def _cuts(ink, labels, group, slices, line, split):
 
 def _add(segmentation, ink, labels, group, left, right, start, end, number, kind):
     """A candidate of the group's ink within columns [left, right), framed, if it holds any ink."""
-    columns = labels[:, left:right]
-    window = ink[:, left:right] * (columns == group[0] if len(group) == 1 else np.isin(columns, group))
+    window = ink[:, left:right] * _in_group(labels[:, left:right], group)
     rows = np.flatnonzero(window.max(axis=1) >= INK)
     cols = np.flatnonzero(window.max(axis=0) >= INK)
     if rows.size == 0:
@@ -209,3 +208,9 @@ def _add(segmentation, ink, labels, group, left, right, start, end, number, kind
     crop = window[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box = (left + int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
     segmentation.candidates.append(Candidate(start, end, number, box, frame_digit(crop), kind))
+
+
+def _in_group(labels, group):
+    """Where a window of the label map holds the group's pieces: by one comparison for a group of one piece,
+    the common case, where np.isin's set-up would cost more than the comparison itself."""
+    return labels == group[0] if len(group) == 1 else np.isin(labels, group)

@@ -12,7 +12,6 @@ docs/performance.md's "where the time goes" come from here.
 """
 
 import argparse
-import io
 import statistics
 import sys
 import time
@@ -30,13 +29,8 @@ from app.segmentation import crowded_groups, segment  # noqa: E402
 from scripts.bench import BOUNDARY, number_picture  # noqa: E402
 from scripts.bench_baselines import hello_world  # noqa: E402
 from scripts.evaluate import multipart_body  # noqa: E402
+from scripts.make_eval_set import to_bytes  # noqa: E402
 from scripts.mnist_data import load_mnist  # noqa: E402
-
-
-def png(pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def stages(app, floor, one, number):
@@ -92,7 +86,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     digits = load_mnist().x_test
     app = create_app({"TESTING": True, "LOG_LEVEL": "WARNING"})
-    rows = stages(app, hello_world(), png(digits[0]), png(number_picture(digits[:4])))
+    one, number = (to_bytes(Image.fromarray(pixels), "PNG") for pixels in (digits[0], number_picture(digits[:4])))
+    rows = stages(app, hello_world(), one, number)
     timed(rows, 20)  # warm every path first
     medians = timed(rows, args.repeat)
     width = max(map(len, medians))
