@@ -26,12 +26,18 @@ OVERLAP = 0.5  # pieces whose columns overlap by this share of the narrower one 
 WIDE = 1.1  # a group wider than this share of the line's height may hold several digits
 CROWDED = 0.02  # ... and so may a narrower one that the model, read whole, gives this chance of several digits
 CUT_EVERY = 0.3  # ... and is cut at least this often (as a share of the height), besides at its thinnest columns
+SURELY_SEVERAL = 1.3  # a group wider than this share, surely several digits, is cut more often: overlapping
+CUT_EVERY_SEVERAL = 0.24  # digits leave fewer minima (at least this often)
 CUT_MARGIN = 0.2  # no cut closer than this share of the height to another or to the group's edge
 MOST_PIECES = 4  # most cut pieces of a group that one digit may span
 JOIN_GAP = 0.35  # groups closer than this share of the height may be pieces of one digit
 DIGIT_WIDTH = 1.2  # ... when together they are no wider than this share of the height (a broken 5 with its flag)
-DIGIT_PRIOR = math.log(0.7)  # each digit of a reading costs this much, so that a digit is not cut in two lightly
-# (chosen on numbers written with the validation digits that training holds out)
+DIGIT_PRIOR = math.log(0.7)  # each digit of a reading costs this much, so that a digit is not cut in two lightly,
+SEVERAL_WEIGHT = 3  # and a candidate counts log(1 - its chance of being several digits) this many times over, so
+# that two touching digits read whole as one are cut
+NUMBER_LIKE = 0.1  # all the ink read whole as no digit refuses the picture, unless at least this likely several digits
+# (these constants are chosen on numbers of the validation digits that training holds out, and on non-digits in the
+# fonts that training uses)
 
 
 class TooManyDigits(ValueError):
@@ -119,12 +125,13 @@ def crowded_groups(segmentation, probabilities):
 def best_reading(segmentation, probabilities):
     """The digits of the likeliest reading (a list of Digit, left to right), from each candidate's
     probabilities: the path over the cut pieces whose digits the model is surest of, each digit costing
-    DIGIT_PRIOR."""
+    DIGIT_PRIOR, and each candidate that may be several digits the more the likelier it is."""
     best = [(0.0, None)] + [(-math.inf, None)] * segmentation.pieces
     for candidate, row in sorted(zip(segmentation.candidates, probabilities), key=lambda pair: pair[0].end):
         if candidate.kind == "all":
             continue
-        score = best[candidate.start][0] + math.log(float(row[:10].max()) + 1e-12) + DIGIT_PRIOR
+        several = SEVERAL_WEIGHT * math.log(max(1 - float(row[SEVERAL_DIGITS]), 1e-12))
+        score = best[candidate.start][0] + math.log(float(row[:10].max()) + 1e-12) + DIGIT_PRIOR + several
         if score > best[candidate.end][0]:
             best[candidate.end] = (score, Digit(candidate, row))
     digits, end = [], segmentation.pieces
@@ -136,9 +143,11 @@ def best_reading(segmentation, probabilities):
 
 def is_no_number(segmentation, probabilities, digits, refusal_threshold):
     """Whether the picture is refused as no digits at all: its ink read at once is no digit (a hatching, a
-    drawing, a word), or every digit of its reading is."""
+    drawing, a word) with little chance of being several digits (digits that touch can read whole as a
+    scribble), or every digit of its reading is."""
     for candidate, row in zip(segmentation.candidates, probabilities):
-        if candidate.kind == "all" and refusal(row, refusal_threshold) == "not_a_digit":
+        if (candidate.kind == "all" and refusal(row, refusal_threshold) == "not_a_digit"
+                and row[SEVERAL_DIGITS] < NUMBER_LIKE):
             return True
     return all(refusal(digit.probabilities, refusal_threshold) == "not_a_digit" for digit in digits)
 
@@ -188,7 +197,7 @@ def _cuts(ink, labels, group, slices, line, split):
     margin = max(1, round(CUT_MARGIN * line))
     minima = [column for column in range(margin, width - margin)
               if profile[column] == profile[max(column - margin, 0) : column + margin + 1].min()]
-    steps = math.ceil(width / (CUT_EVERY * line))
+    steps = math.ceil(width / ((CUT_EVERY if width <= SURELY_SEVERAL * line else CUT_EVERY_SEVERAL) * line))
     even = [round(width * k / steps) for k in range(1, steps)]
     cuts = []
     for column in sorted(minima, key=lambda column: profile[column]) + even:

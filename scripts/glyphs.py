@@ -158,8 +158,9 @@ def not_a_digit(rng, fonts, kind):
     """One random picture that is no digit, of `kind` (see NOT_A_DIGIT_KINDS), and what it is."""
     if kind == "font":
         character = FONT_CHARACTERS[int(rng.integers(len(FONT_CHARACTERS)))]
-        glyph = font_glyph(character, _font(fonts, rng, int(rng.integers(60, 120))), rng)
-        return glyph, f"the character {character}"
+        font = _font(fonts, rng, int(rng.integers(60, 120)))
+        name = Path(font.path).stem if isinstance(font.path, str) else "Pillow's own font"
+        return font_glyph(character, font, rng), f"the character {character} in {name}"
     if kind == "strokes":
         name = list(STROKE_DRAWINGS)[int(rng.integers(len(STROKE_DRAWINGS)))]
         return stroke_drawing(STROKE_DRAWINGS[name], rng), f"a drawn {name}"

@@ -30,9 +30,9 @@ is a digit, a number (digits as a string) or the code of a refusal. Same seed, s
     python scripts/make_eval_set.py --tuning           # numbers of validation digits, for tuning the reader
 
 --tuning writes only the three categories of numbers of MNIST digits, made of the validation digits
-(the last training digits, which scripts/train.py holds out), to DIR (default: eval-set-tuning): the
-set on which the reader's constants (app/segmentation.py) are chosen, so that the evaluation set is
-only ever scored.
+(the last training digits, which scripts/train.py holds out), and not_digit in the fonts that training
+uses, to DIR (default: eval-set-tuning): the set on which the reader's constants (app/segmentation.py)
+are chosen, so that the evaluation set is only ever scored.
 """
 
 import argparse
@@ -227,18 +227,25 @@ def uci_digits():
 def refusals(mnist, count, rng):
     """(category, name, bytes, expected, note): pictures of no digit, in fonts training never used, and numbers
     of several digits, each rendered as a canvas export, a photo and a scan in turn."""
-    fonts = glyphs.font_files(evaluation=True)
+    yield from non_digits(count, rng, evaluation=True)
+    for position in range(count):
+        glyph, what = glyphs.several_digits(mnist.x_test, rng)
+        style = STYLES[position % len(STYLES)]
+        data, extension, note = style(glyph, rng, position // len(STYLES))
+        yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {style.__name__}, {note}"
+
+
+def non_digits(count, rng, evaluation):
+    """("not_digit", name, bytes, "not_a_digit", note): letters, symbols, shapes and scribbles in the fonts kept
+    for evaluation (or, for the tuning set, in those training uses), rendered as canvas exports, photos and scans
+    in turn."""
+    fonts = glyphs.font_files(evaluation)
     kinds = glyphs.NOT_A_DIGIT_KINDS
     for position in range(count):
         glyph, what = glyphs.not_a_digit(rng, fonts, kinds[position % len(kinds)])
         style = STYLES[(position // len(kinds)) % len(STYLES)]
         data, extension, note = style(glyph, rng, position // (len(kinds) * len(STYLES)))
         yield "not_digit", f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {style.__name__}, {note}"
-    for position in range(count):
-        glyph, what = glyphs.several_digits(mnist.x_test, rng)
-        style = STYLES[position % len(STYLES)]
-        data, extension, note = style(glyph, rng, position // len(STYLES))
-        yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {style.__name__}, {note}"
 
 
 def numbers(images, labels, count, rng, spacing, styles, source="test"):
@@ -283,12 +290,14 @@ def build(mnist, per_category, seed):
 
 
 def build_tuning(mnist, per_category, seed):
-    """(category, name, bytes, expected, note) for the numbers of the tuning set: validation digits only."""
+    """(category, name, bytes, expected, note) for the tuning set: numbers of validation digits only, and pictures
+    of no digit in the fonts of training."""
     rng = np.random.default_rng(seed)
     digits, labels = mnist.x_train[-VALIDATION_SIZE:], mnist.y_train[-VALIDATION_SIZE:]
     for category, (spacing, styles) in NUMBERS.items():
         for name, data, written, note in numbers(digits, labels, per_category, rng, spacing, styles, "validation"):
             yield category, name, data, written, note
+    yield from non_digits(per_category, rng, evaluation=False)
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from scripts import make_eval_set
+from scripts import glyphs, make_eval_set
 from scripts.mnist_data import VALIDATION_SIZE, load_mnist
 
 SAMPLE = 20
@@ -49,14 +49,20 @@ def test_a_sample_of_the_uci_digits_is_read_right(client):
     assert right >= len(uci) - 1, list(zip(read_as, [label for _, _, label, _ in uci]))
 
 
-def test_the_tuning_set_is_numbers_of_validation_digits_only(mnist, tmp_path):
-    """The reader's constants are chosen on it, so that the evaluation set's test digits are only scored."""
+def test_the_tuning_set_is_numbers_of_validation_digits_and_non_digits_in_training_fonts(mnist, tmp_path):
+    """The reader's constants are chosen on it, so that the evaluation set's test digits and its fonts are only
+    scored."""
     assert make_eval_set.main(["--tuning", "--per-category", "4", "--output", str(tmp_path)]) == 0
     with open(tmp_path / "labels.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert sorted({row["category"] for row in rows}) == ["num_photo", "numbers", "touching"] and len(rows) == 12
+    assert sorted({row["category"] for row in rows}) == ["not_digit", "num_photo", "numbers", "touching"]
+    assert len(rows) == 16
+    fonts = [re.search(r"^the character . in (\S+):", row["note"]) for row in rows[12:]]
+    assert all(row["expected"] == "not_a_digit" and (tmp_path / row["file"]).stat().st_size > 0 for row in rows[12:])
+    assert any(fonts) and all(font.group(1) in {path.stem for path in glyphs.font_files(evaluation=False)}
+                              for font in fonts if font), [row["note"] for row in rows[12:]]
     validation = mnist.y_train[-VALIDATION_SIZE:]
-    for row in rows:
+    for row in rows[:12]:
         chosen = json.loads(re.search(r"^validation digits (\[[\d, ]+\])", row["note"]).group(1))
         assert row["expected"] == "".join(str(validation[index]) for index in chosen)
         assert (tmp_path / row["file"]).stat().st_size > 0

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from app.predictor import SEVERAL_DIGITS
-from app.segmentation import Segmentation, TooManyDigits, best_reading, crowded_groups, segment
+from app.predictor import NOT_A_DIGIT, SEVERAL_DIGITS
+from app.segmentation import Segmentation, TooManyDigits, best_reading, crowded_groups, is_no_number, segment
 from tests.images import draw_digit, draw_number, encode
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None,
@@ -88,6 +88,50 @@ def test_a_group_read_as_several_digits_is_cut_however_narrow():
     assert crowded_groups(whole, several) == {0}
     cut = segment(ink, MAX_DIGITS, crowded_groups(whole, several))
     assert cut.pieces >= 2 and any(candidate.end - candidate.start == 1 for candidate in cut.candidates)
+
+
+def rows(segmentation, read):
+    """Model probabilities for each candidate of `segmentation`: read(candidate) gives {class: probability},
+    the rest spread evenly."""
+    table = np.zeros((len(segmentation.candidates), 12))
+    for row, candidate in zip(table, segmentation.candidates):
+        chosen = read(candidate)
+        row[:] = (1 - sum(chosen.values())) / (12 - len(chosen))
+        for index, probability in chosen.items():
+            row[index] = probability
+    return table
+
+
+def test_two_touching_digits_read_whole_as_one_doubtful_digit_are_read_as_two():
+    """An "08" that the model reads whole as an 8, 59% sure but 40% likely several digits, and cut in two as
+    a 0 and an 8, each 80% sure: the two digits win."""
+    picture, _ = draw_number("08", gap=-0.2)  # one piece of ink
+    segmentation = segment(np.asarray(picture, dtype=np.float32) / 255, MAX_DIGITS)
+    middle = segmentation.pieces // 2
+    assert segmentation.pieces >= 2 and any(candidate.kind == "group" for candidate in segmentation.candidates)
+
+    def read(candidate):
+        if (candidate.start, candidate.end) == (0, segmentation.pieces):
+            return {8: 0.59, SEVERAL_DIGITS: 0.4}
+        if (candidate.start, candidate.end) in ((0, middle), (middle, segmentation.pieces)):
+            return {0 if candidate.start == 0 else 8: 0.8}
+        return {NOT_A_DIGIT: 0.9}
+
+    digits = best_reading(segmentation, rows(segmentation, read))
+    assert [int(digit.probabilities[:10].argmax()) for digit in digits] == [0, 8]
+
+
+@pytest.mark.parametrize("several, refused", [(0.02, True), (0.29, False)])
+def test_ink_read_whole_as_no_digit_refuses_the_picture_unless_it_may_be_several_digits(several, refused):
+    """Digits that overlap can read whole as a scribble: read whole they are then also likely several digits,
+    and the reading of their parts stands."""
+    picture, _ = draw_number("52", gap=0.3)
+    segmentation = segment(np.asarray(picture, dtype=np.float32) / 255, MAX_DIGITS)
+    probabilities = rows(segmentation, lambda candidate: {NOT_A_DIGIT: 0.99 - several, SEVERAL_DIGITS: several}
+                         if candidate.kind == "all" else {5 if candidate.start == 0 else 2: 0.98})
+    digits = best_reading(segmentation, probabilities)
+    assert [int(digit.probabilities[:10].argmax()) for digit in digits] == [5, 2]
+    assert is_no_number(segmentation, probabilities, digits, refusal_threshold=0.95) == refused
 
 
 def test_no_ink_has_no_candidates():
