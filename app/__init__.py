@@ -23,6 +23,7 @@ DEFAULTS = {
     "REQUEST_TIMEOUT": 10.0,
     "BODY_TIMEOUT": 10.0,
     "BODY_MIN_RATE": 20_000.0,  # bytes a second
+    "UPLOAD_MEMORY": 16 * 1024 * 1024,  # bytes that the bodies still arriving may hold in a worker, together
     "LOW_CONFIDENCE": 0.5,
     "CORS_ORIGINS": "",
     "LOG_LEVEL": "INFO",

@@ -16,6 +16,8 @@ HTTP_CODES = {
 class ApiError(Exception):
     """An error the client can act on: its status, a stable code and a sentence saying what to do."""
 
+    headers = ()  # HTTP headers of its response
+
     def __init__(self, status, code, message, **details):
         super().__init__(message)
         self.status = status
@@ -37,7 +39,7 @@ def error_response(status, code, message, headers=None, **details):
 def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def api_error(error):
-        return error_response(error.status, error.code, error.message, **error.details)
+        return error_response(error.status, error.code, error.message, error.headers, **error.details)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

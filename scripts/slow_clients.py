@@ -9,9 +9,13 @@ Starts the Procfile's web line twice on loopback, as `service` (its gevent worke
                a new connection with a 5 s timeout: its failures and its slowest answer;
   idle         1,000 connections that each made one request and stay open, for 15 s, while the honest
                client posts as above; and the whole server's PSS (master and workers) with them open;
-  slow photo   a 1.5 MB phone photo uploaded at 100 KB/s: its status and digit.
+  slow photo   a 1.5 MB phone photo uploaded at 100 KB/s: its status and digit;
+  held uploads 40 connections that each send all but the last byte of a 9 MB body and then hold it, for
+               15 s, while the honest client posts as above: how many were answered 503 busy before
+               they sent their body (UPLOAD_MEMORY), the honest client's failures, and the PSS.
 The goals (issue 17): 0 failures and a slowest answer under 1 s among the dribblers, the honest client
-unaffected by 1,000 idle connections within 512 MB, and the slow photo answered 200.
+unaffected by 1,000 idle connections within 512 MB, and the slow photo answered 200; and held uploads
+neither failing the honest client nor taking the memory past UPLOAD_MEMORY a worker.
 """
 
 import argparse
@@ -63,6 +67,8 @@ def main(argv=None):
             results[name] |= idle(port, one.read_bytes(), args.idle, server["process"].pid)
             print(f"{name}: slow photo ...", file=sys.stderr, flush=True)
             results[name] |= slow_upload(port, photo, digit, 100_000)
+            print(f"{name}: held uploads ...", file=sys.stderr, flush=True)
+            results[name] |= held_uploads(port, one.read_bytes(), 40, 9_000_000, server["process"].pid)
         finally:
             stop([server])
     rows = list(results["service"])
@@ -177,6 +183,52 @@ def _closed(sock):
         return True
     finally:
         sock.setblocking(True)
+
+
+def held_uploads(port, body, count, size, pid):
+    """`count` connections that each send a head for a `size`-byte body, then all of it but its last byte unless
+    the head was answered, and hold it there while the honest client posts."""
+    busy, lock = [], threading.Lock()
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(count)]
+
+    def upload(connection):
+        head = (f"POST /recognize.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {size}\r\n\r\n").encode()
+        connection.sendall(head)
+        time.sleep(0.5)  # the head is answered at once when its body would not fit
+        connection.setblocking(False)
+        try:
+            answered = b" 503 " in connection.recv(100)
+        except OSError:
+            answered = False
+        connection.setblocking(True)
+        if not answered:
+            try:
+                connection.sendall(bytes(size - 1))
+            except OSError:
+                pass
+        with lock:
+            busy.append(answered)
+
+    threads = [threading.Thread(target=upload, args=(connection,), daemon=True) for connection in connections]
+    for thread in threads:
+        thread.start()
+    honest = Honest(port, body)
+    honest.start()
+    time.sleep(15)
+    pss = megabytes(pid)
+    honest.stopping.set()
+    honest.join()
+    for connection in connections:
+        try:
+            connection.shutdown(socket.SHUT_RDWR)  # wakes an upload still blocked in sending
+        except OSError:
+            pass
+        connection.close()
+    for thread in threads:
+        thread.join(timeout=10)
+    return {"held: answered 503 busy": f"{sum(busy)} of {count}", **honest.report("held"),
+            "held: PSS MB with them held": round(pss, 1)}
 
 
 def large_photo(digits, size):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.images import encode, paper_photo
-from tests.servers import multipart, recognize, running
+from tests.servers import multipart, post, recognize, running
 from tests.test_info import response_validator
 from tests.test_metrics import sample
 
@@ -180,3 +180,34 @@ def metric(port, status):
     finally:
         connection.close()
     return sample(text, "digit_recognition_requests_total", endpoint="/recognize.json", method="POST", status=status)
+
+
+def test_uploads_arriving_at_once_are_held_within_the_upload_memory():
+    """The bodies still arriving at a worker hold at most UPLOAD_MEMORY: one more is answered 503 busy before
+    any of it is read, small requests are still answered meanwhile, and the memory is free again once the
+    slow upload's client has gone."""
+    photo = encode(paper_photo(7, size=(1200, 900)), "JPEG", quality=92)
+    with running(WEB_CONCURRENCY="1", UPLOAD_MEMORY=str(len(photo) * 3 // 2)) as (port, _):
+        slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+        slow.sendall(request_head(port, len(photo), "image/jpeg") + photo[:1000])  # and the rest later, or never
+        time.sleep(0.5)
+        connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            connection.sendall(request_head(port, len(photo), "image/jpeg"))
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            answer = json.loads(response.read())
+            assert response.status == 503 and answer["error"]["code"] == "busy", answer
+            assert response.getheader("Retry-After") == "2"
+            response_validator("/recognize.json", "post", 503).validate(answer)
+            assert connection.recv(1024) == b""  # closed: the body it declared is never read
+        finally:
+            connection.close()
+        assert [recognize(port, digit).correct for digit in (1, 2)] == [True, True]
+        slow.close()
+        for _ in range(50):  # the worker sees the slow client gone at its next read
+            status, _, answer = post(port, photo, "image/jpeg")
+            if status != 503:
+                break
+            time.sleep(0.1)
+        assert status == 200 and answer["digit"] == 7, answer
