@@ -8,9 +8,10 @@ link (100 KB/s) sends in 15 s. One that takes longer is answered 408 and its con
 without gevent (Flask's test client), the body is read as it comes.
 
 The bodies still arriving are held in memory, never on disk, and together they may hold at most
-UPLOAD_MEMORY bytes in a worker (each counted at its declared length, or MAX_CONTENT_LENGTH when sent in
-chunks): a body that would go over is answered 503 `busy` with a Retry-After, before any of it is read,
-and its connection closed. Without the bound, enough slow uploads would fill the dyno's memory.
+UPLOAD_MEMORY bytes in a worker: a body whose declared length does not fit in what the others have
+taken is answered 503 `busy` with a Retry-After before any of it is read, one whose bytes would take
+them past it as it arrives is answered the same, and either's connection is closed. Without the bound,
+enough slow uploads would fill the dyno's memory.
 """
 
 import contextlib
@@ -36,20 +37,39 @@ class BodyTimeout(ApiError):
 
 
 class Arriving:
-    """The bytes that the bodies still arriving in this process may take, counted as each begins."""
+    """The bytes of the bodies still arriving in this process, counted as they arrive: a body is let in only
+    when its declared length fits in what they leave of `limit`, and refused (Busy) wherever its bytes would
+    take them past it, as others grow meanwhile. Counting bytes that came, not lengths declared, keeps a
+    client that declares large bodies and sends nothing from holding anything."""
 
     def __init__(self, limit):
         self.limit, self.held = limit, 0
 
-    @contextlib.contextmanager
-    def holding(self, size):
-        if self.held + size > self.limit:
+    def admit(self, length):
+        if self.held + length > self.limit:
             raise Busy()
+
+    def take(self, size):
+        self.admit(size)
         self.held += size
-        try:
-            yield
-        finally:
-            self.held -= size
+
+
+class CountedInput:
+    """A WSGI input stream whose bytes count in `arriving` as they are read."""
+
+    def __init__(self, stream, arriving):
+        self._stream, self._arriving, self.taken = stream, arriving, 0
+
+    def read(self, size=-1):
+        return self._counted(self._stream.read(size))
+
+    def readline(self, size=-1):
+        return self._counted(self._stream.readline(size))
+
+    def _counted(self, data):
+        self._arriving.take(len(data))
+        self.taken += len(data)
+        return data
 
 
 def register_body_reading(app):
@@ -62,9 +82,14 @@ def register_body_reading(app):
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         if not (length or chunked) or (length or 0) > limit:
             return  # no body, or one that Flask refuses (413) before reading it
+        arriving.admit(length or 0)
         seconds = current_app.config["BODY_TIMEOUT"] + (length or limit) / current_app.config["BODY_MIN_RATE"]
-        with arriving.holding(length or limit), _deadline(seconds):
-            request.get_data(cache=True)
+        request.environ["wsgi.input"] = counted = CountedInput(request.environ["wsgi.input"], arriving)
+        try:
+            with _deadline(seconds):
+                request.get_data(cache=True)
+        finally:
+            arriving.held -= counted.taken
 
 
 def _deadline(seconds):

@@ -183,14 +183,18 @@ def metric(port, status):
 
 
 def test_uploads_arriving_at_once_are_held_within_the_upload_memory():
-    """The bodies still arriving at a worker hold at most UPLOAD_MEMORY: one more is answered 503 busy before
-    any of it is read, small requests are still answered meanwhile, and the memory is free again once the
-    slow upload's client has gone."""
+    """The bodies still arriving at a worker hold at most UPLOAD_MEMORY, counted in the bytes that came: a
+    length declared and not sent holds nothing; one that does not fit in what has come is answered 503 busy
+    before any of it is read, while small requests are still answered; and the memory is free again once
+    the slow upload's client has gone."""
     photo = encode(paper_photo(7, size=(1200, 900)), "JPEG", quality=92)
     with running(WEB_CONCURRENCY="1", UPLOAD_MEMORY=str(len(photo) * 3 // 2)) as (port, _):
         slow = socket.create_connection(("127.0.0.1", port), timeout=30)
-        slow.sendall(request_head(port, len(photo), "image/jpeg") + photo[:1000])  # and the rest later, or never
-        time.sleep(0.5)
+        slow.sendall(request_head(port, len(photo), "image/jpeg") + photo[:1000])
+        status, _, answer = post(port, photo, "image/jpeg")
+        assert status == 200 and answer["digit"] == 7, answer  # the slow one's declared length holds nothing
+        slow.sendall(photo[1000 : len(photo) * 9 // 10])  # and the rest later, or never
+        time.sleep(1)
         connection = socket.create_connection(("127.0.0.1", port), timeout=30)
         try:
             connection.sendall(request_head(port, len(photo), "image/jpeg"))
