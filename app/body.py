@@ -53,6 +53,9 @@ class Arriving:
         self.admit(size)
         self.held += size
 
+    def give_back(self, size):
+        self.held -= size
+
 
 class CountedInput:
     """A WSGI input stream whose bytes count in `arriving` as they are read."""
@@ -89,7 +92,7 @@ def register_body_reading(app):
             with _deadline(seconds):
                 request.get_data(cache=True)
         finally:
-            arriving.held -= counted.taken
+            arriving.give_back(counted.taken)
 
 
 def _deadline(seconds):

@@ -112,8 +112,7 @@ class Honest(threading.Thread):
 
 
 def dribblers(port, body, seconds):
-    head = (f"POST /recognize.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
-            f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = request_head(port, f"multipart/form-data; boundary={BOUNDARY}", len(body))
     connections, stopping = [], threading.Event()
 
     def dribble(connection, data):
@@ -159,43 +158,30 @@ def idle(port, body, count, pid):
         except (OSError, http.client.HTTPException):
             pass
         connections.append(connection)
-    kept = sum(1 for connection in connections if connection.sock is not None and not _closed(connection.sock))
+    kept = sum(1 for connection in connections if connection.sock is not None and _peeked(connection.sock) != b"")
     honest = Honest(port, body)
     honest.start()
     time.sleep(15)
     honest.stopping.set()
     honest.join()
     pss = megabytes(pid)
-    still = sum(1 for connection in connections if connection.sock is not None and not _closed(connection.sock))
+    still = sum(1 for connection in connections if connection.sock is not None and _peeked(connection.sock) != b"")
     for connection in connections:
         connection.close()
     return {"idle: connections kept open": f"{kept} -> {still}", **honest.report("idle"),
             "idle: PSS MB with them open": round(pss, 1)}
 
 
-def _waiting(sock):
-    """Whether the server still holds a connection with nothing said on it: neither answered nor closed."""
+def _peeked(sock):
+    """What the server has said on a connection, without reading it: b"" once it has closed it, None while
+    it says nothing, else the first byte of its answer."""
     sock.setblocking(False)
     try:
-        sock.recv(1, socket.MSG_PEEK)
-        return False
+        return sock.recv(1, socket.MSG_PEEK)
     except BlockingIOError:
-        return True
+        return None
     except OSError:
-        return False
-    finally:
-        sock.setblocking(True)
-
-
-def _closed(sock):
-    """Whether the server has closed a connection (it reads as ended) without the client reading anything."""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+        return b""
     finally:
         sock.setblocking(True)
 
@@ -203,8 +189,7 @@ def _closed(sock):
 def held_uploads(port, body, count, size, pid):
     """`count` connections that each send a head for a `size`-byte body and all of it but its last byte, and
     hold it there while the honest client posts: how many the server still holds at the end."""
-    head = (f"POST /recognize.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+    head = request_head(port, "image/jpeg", size)
     connections = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(count)]
 
     def upload(connection):
@@ -222,7 +207,7 @@ def held_uploads(port, body, count, size, pid):
     pss = megabytes(pid)
     honest.stopping.set()
     honest.join()
-    held = sum(1 for connection in connections if _waiting(connection))
+    held = sum(1 for connection in connections if _peeked(connection) is None)
     for connection in connections:
         try:
             connection.shutdown(socket.SHUT_RDWR)  # wakes an upload still blocked in sending
@@ -233,6 +218,11 @@ def held_uploads(port, body, count, size, pid):
         thread.join(timeout=10)
     return {"held: uploads the server still holds": f"{held} of {count}", **honest.report("held"),
             "held: PSS MB with them held": round(pss, 1)}
+
+
+def request_head(port, content_type, length):
+    return (f"POST /recognize.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
 
 
 def large_photo(digits, size):
@@ -253,8 +243,7 @@ def slow_upload(port, photo, digit, rate):
     connection = socket.create_connection(("127.0.0.1", port), timeout=120)
     started = time.monotonic()
     try:
-        connection.sendall((f"POST /recognize.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(photo)}\r\n\r\n").encode())
+        connection.sendall(request_head(port, "image/jpeg", len(photo)))
         step = rate // 10
         for offset in range(0, len(photo), step):
             connection.sendall(photo[offset : offset + step])
