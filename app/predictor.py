@@ -1,8 +1,10 @@
-"""The shipped model, loaded once and checked against its card: preprocessed digits in, probabilities out.
+"""The shipped models, loaded once and checked against their card: preprocessed digits in, probabilities out.
 
-The model reads twelve classes: the ten digits, then two it refuses to read, "not a digit" (a letter, a
+The classifier reads twelve classes: the ten digits, then two it refuses to read, "not a digit" (a letter, a
 symbol, a drawing) and "several digits". A picture is refused when those two together are at least as
-likely as the card's threshold, fitted by scripts/train.py on held-out pictures.
+likely as the card's threshold, fitted by scripts/train.py on held-out pictures. The reader is the same
+network trained on with what the segmenter cuts out of touching digits (slivers of neighbours, halves, pairs),
+for the candidates of /read.json within a group of ink cut into pieces.
 """
 
 import hashlib
@@ -25,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NOT_A_DIGIT, SEVERAL_DIGITS = 10, 11  # the model's classes after the ten digits: pictures it refuses to read
 REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
 BATCH_SIZES = (1, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
+READER_BATCH_SIZES = (16, 64)  # the reader's: the candidates of a group cut into pieces are a dozen or more
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
 # Initial values for every layer while the model is built, before its saved weights replace them
@@ -36,17 +39,20 @@ class ModelError(RuntimeError):
 
 
 class Predictor:
-    def __init__(self, model, card):
+    def __init__(self, model, reader, card):
         self.model = model
+        self.reader = reader
         self.card = card
         self.version = card["version"]
         self.refusal_threshold = card["refusal"]["threshold"]
 
     @classmethod
     def load(cls, model_path):
-        """Load `model_path` once `checked_card` vouches for it."""
+        """Load `model_path` and the reader beside it once `checked_card` vouches for them."""
         card = checked_card(model_path)
-        return cls(_load_keras_model(str(model_path), card["sha256"]), card)
+        return cls(_load_keras_model(str(model_path), card["sha256"], BATCH_SIZES),
+                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"], READER_BATCH_SIZES),
+                   card)
 
     def reads_correctly(self):
         """Whether the model reads CHECK_DIGIT as 1: readiness."""
@@ -55,11 +61,11 @@ class Predictor:
     def predict(self, digits):
         """Probabilities (n, 12) for uint8 MNIST-convention pictures (n, 28, 28), in order: the ten digits,
         then not a digit, then several digits."""
-        pixels = to_model_input(digits)
-        largest = BATCH_SIZES[-1]
-        rows = [_predict_padded(self.model, pixels[start : start + largest])
-                for start in range(0, len(pixels), largest)]
-        return np.concatenate(rows).astype(np.float64)
+        return _predict(self.model, digits, BATCH_SIZES)
+
+    def read_pieces(self, digits):
+        """`predict` by the reader, for candidates cut out of a group of ink that may hold several digits."""
+        return _predict(self.reader, digits, READER_BATCH_SIZES)
 
 
 def checked_card(model_path):
@@ -81,8 +87,24 @@ def checked_card(model_path):
     if "threshold" not in card.get("refusal", {}):
         raise ModelError(f"{card_path} gives no refusal threshold: the model predates the refusal classes; "
                          f"regenerate it with scripts/train.py")
+    if not isinstance(card.get("reader"), dict) or "file" not in card["reader"]:
+        raise ModelError(f"{card_path} names no reader: the model predates it; regenerate both with scripts/train.py")
     saved_configuration(model_path, io.BytesIO(weights))
+    path = reader_path(model_path, card)
+    try:
+        reader = path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"cannot read the reader: {error}; run scripts/train.py --reader-only")
+    if hashlib.sha256(reader).hexdigest() != card["reader"].get("sha256"):
+        raise ModelError(f"{path} is not the reader that {card_path} describes: the two do not belong "
+                         f"together; regenerate the reader with scripts/train.py --reader-only")
+    saved_configuration(path, io.BytesIO(reader))
     return card
+
+
+def reader_path(model_path, card):
+    """Where the reader that the card names lies: beside the classifier."""
+    return Path(model_path).with_name(Path(card["reader"]["file"]).name)
 
 
 def saved_configuration(path, contents=None):
@@ -124,8 +146,15 @@ def refusal(probabilities, refusal_threshold):
     return REFUSALS[NOT_A_DIGIT + int(np.argmax(probabilities[NOT_A_DIGIT:]))]
 
 
+def _predict(model, digits, sizes):
+    pixels = to_model_input(digits)
+    rows = [_predict_padded(model, pixels[start : start + sizes[-1]], sizes)
+            for start in range(0, len(pixels), sizes[-1])]
+    return np.concatenate(rows).astype(np.float64)
+
+
 @lru_cache(maxsize=4)
-def _load_keras_model(path, sha256):
+def _load_keras_model(path, sha256, sizes):
     """Keyed by content too, so one process (the tests) never loads the same file twice."""
     _run_jax_computations_inline()
     try:
@@ -134,7 +163,7 @@ def _load_keras_model(path, sha256):
         raise
     except Exception as error:  # h5py and Keras raise many types for a damaged file
         raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
-    for size in BATCH_SIZES:  # compile every batch shape now, so that no request waits for it
+    for size in sizes:  # compile every batch shape now, so that no request waits for it
         _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
     return model
 
@@ -188,10 +217,10 @@ def _forward(model):
     return jax.jit(lambda pixels: model(pixels, training=False))
 
 
-def _predict_padded(model, pixels):
-    """One compiled model call, the batch padded with blank digits to a size compiled at start-up."""
+def _predict_padded(model, pixels, sizes):
+    """One compiled model call, the batch padded with blank digits to a size compiled at start-up (of `sizes`)."""
     count = len(pixels)
-    size = next(size for size in BATCH_SIZES if size >= count)
+    size = next(size for size in sizes if size >= count)
     if size > count:
         pixels = np.concatenate([pixels, np.zeros((size - count, *pixels.shape[1:]), dtype=pixels.dtype)])
     return np.asarray(_forward(model)(pixels))[:count]

@@ -6,7 +6,7 @@ import numpy as np
 from flask import Blueprint, current_app
 
 from app.errors import ApiError
-from app.predictor import postprocess
+from app.predictor import REFUSALS, postprocess
 from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, ink_map
 from app.segmentation import TooManyDigits, best_reading, crowded_groups, is_no_number, segment
 from app.uploads import HOW_TO_SEND, png_data_url, read_images, respond, wants_model_input
@@ -46,13 +46,18 @@ def read():
 
 
 def _predict(predictor, segmentations):
-    """Each segmentation's candidates' probabilities (an array of rows each), from one batched model call."""
-    candidates = [candidate.digit for segmentation in segmentations for candidate in segmentation.candidates]
-    if not candidates:
-        return []
-    rows = predictor.predict(np.stack(candidates))
-    ends = np.cumsum([len(segmentation.candidates) for segmentation in segmentations])
-    return np.split(rows, ends[:-1])
+    """Each segmentation's candidates' probabilities (an array of rows each): the reader's for those within a group
+    cut into pieces (touching digits), the classifier's for the rest; one batched call of each for the request."""
+    rows = [np.empty((len(segmentation.candidates), len(REFUSALS) + 10)) for segmentation in segmentations]
+    pieces = [set(segmentation.cut_candidates()) for segmentation in segmentations]
+    for model, of_pieces in ((predictor.predict, False), (predictor.read_pieces, True)):
+        chosen = [(index, number) for index, segmentation in enumerate(segmentations)
+                  for number in range(len(segmentation.candidates)) if (number in pieces[index]) == of_pieces]
+        if chosen:
+            read = model(np.stack([segmentations[index].candidates[number].digit for index, number in chosen]))
+            for (index, number), row in zip(chosen, read):
+                rows[index][number] = row
+    return rows
 
 
 def _segmented(data, max_digits):

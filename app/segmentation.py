@@ -4,9 +4,10 @@ The ink map that preprocessing makes is cut into connected pieces of ink. Pieces
 another (a 5's flag, a 4 drawn in two strokes, a 7's bar) are joined into groups; a wide group (neighbours
 that touch or overlap) is cut at its thinnest columns into more pieces than it may have digits, and so is a
 narrow one that the model reads as several digits (two 1s that touch) when it is segmented again. Which
-joins and cuts make digits is left to the classifier: every plausible digit is framed as MNIST was made
-(`frame_digit`, as in training), all of a request's are read in one batched model call, and the reading
-whose digits the model is surest of wins (`best_reading`).
+joins and cuts make digits is left to the models: every plausible digit is framed as MNIST was made
+(`frame_digit`, as in training) and read, those of a group cut into pieces by the reader (which learned what
+such cuts make), the rest by the classifier, and the reading whose digits they are surest of wins
+(`best_reading`).
 """
 
 import math
@@ -28,7 +29,7 @@ CROWDED = 0.02  # ... and so may a narrower one that the model, read whole, give
 CUT_EVERY = 0.3  # ... and is cut at least this often (as a share of the height), besides at its thinnest columns
 SURELY_SEVERAL = 1.3  # a group wider than this share, surely several digits, is cut more often: overlapping
 CUT_EVERY_SEVERAL = 0.24  # digits leave fewer minima (at least this often)
-CUT_MARGIN = 0.2  # no cut closer than this share of the height to another or to the group's edge
+CUT_MARGIN = 0.15  # no cut closer than this share of the height to another or to the group's edge
 MOST_PIECES = 4  # most cut pieces of a group that one digit may span
 JOIN_GAP = 0.35  # groups closer than this share of the height may be pieces of one digit
 DIGIT_WIDTH = 1.2  # ... when together they are no wider than this share of the height (a broken 5 with its flag)
@@ -60,6 +61,11 @@ class Candidate:
 class Segmentation:
     pieces: int  # cut pieces, in reading order
     candidates: list = field(default_factory=list)
+    cut: frozenset = frozenset()  # the groups cut into several pieces, whose candidates the reader scores
+
+    def cut_candidates(self):
+        """The indices of the candidates that lie within a group cut into pieces, the whole group included."""
+        return [index for index, candidate in enumerate(self.candidates) if candidate.group in self.cut]
 
 
 @dataclass
@@ -90,10 +96,11 @@ def segment(ink, max_digits, split=frozenset()):
     atoms = []  # (group index, first column, one past the last column), in reading order
     for number, group in enumerate(groups):
         atoms += [(number, left, right) for left, right in _cuts(ink, labels, group, slices, line, number in split)]
-    segmentation = Segmentation(len(atoms))
     group_atoms = {}
     for index, (number, _, _) in enumerate(atoms):
         group_atoms.setdefault(number, []).append(index)
+    segmentation = Segmentation(len(atoms), cut=frozenset(number for number, indices in group_atoms.items()
+                                                          if len(indices) > 1))
     for number, indices in group_atoms.items():
         first, last = indices[0], indices[-1] + 1
         for start in range(first, last):

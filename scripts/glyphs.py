@@ -173,6 +173,12 @@ def number(digits, rng, spacing):
     height) in the picture. `spacing` is the gap between neighbours as a fraction of a digit's height:
     negative where they overlap. Each digit is a little larger or smaller and higher or lower than the last,
     and the line may slope a little, as handwriting does."""
+    layers, boxes = number_layers(digits, rng, spacing)
+    return layers.max(axis=0), boxes
+
+
+def number_layers(digits, rng, spacing):
+    """`number`, each digit on a picture of its own (n, height, width): which ink is whose where they touch."""
     pieces = []
     for digit in digits:
         rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
@@ -189,11 +195,11 @@ def number(digits, rng, spacing):
         x = max(x + piece.shape[1] + int(round(spacing * height)), 0)
     top = min(box[1] for box in boxes)
     boxes = [(left, y - top, width, tall) for left, y, width, tall in boxes]
-    canvas = np.zeros((max(y + tall for _, y, _, tall in boxes), max(left + width for left, _, width, _ in boxes)),
-                      dtype=np.uint8)
-    for piece, (left, y, width, tall) in zip(pieces, boxes):
-        np.maximum(canvas[y : y + tall, left : left + width], piece, out=canvas[y : y + tall, left : left + width])
-    return canvas, boxes
+    layers = np.zeros((len(pieces), max(y + tall for _, y, _, tall in boxes),
+                       max(left + width for left, _, width, _ in boxes)), dtype=np.uint8)
+    for layer, piece, (left, y, width, tall) in zip(layers, pieces, boxes):
+        layer[y : y + tall, left : left + width] = piece
+    return layers, boxes
 
 
 def several_digits(images, rng):

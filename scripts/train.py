@@ -1,7 +1,9 @@
-"""Train the digit CNN on MNIST; write model/model.h5, its card model/model.json and model/confusion.png.
+"""Train the digit CNN on MNIST, then the reader from it; write model/model.h5, model/reader.h5, their card
+model/model.json and model/confusion.png.
 
-    python scripts/train.py            # the shipped model: about 25 minutes on 2 CPU cores
-    python scripts/train.py --quick    # 2,000 digits and one epoch, in seconds: proves the script works
+    python scripts/train.py                # the shipped models: about 50 minutes on 2 CPU cores
+    python scripts/train.py --reader-only  # the reader alone, from the classifier in model/: about 20 minutes
+    python scripts/train.py --quick        # 2,000 digits and one epoch, in seconds: proves the script works
 
 Data, model, train, calibrate, evaluate, write: in that order, top to bottom. Besides the ten digits
 the network learns two classes to refuse: "not a digit" (letters, symbols, shapes and scribbles, from
@@ -12,6 +14,8 @@ from the training data.
 """
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -27,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from app.preprocessing import frame_digit, frame_digits, to_model_input  # noqa: E402
 from app.predictor import NOT_A_DIGIT, REFUSALS, SEVERAL_DIGITS  # noqa: E402
-from scripts import glyphs, model_card  # noqa: E402
+from scripts import candidates, glyphs, model_card  # noqa: E402
 from scripts.calibration import (expected_calibration_error, fit_refusal_threshold, fit_temperature,  # noqa: E402
                                  softmax)
 from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
@@ -55,6 +59,11 @@ def parse_args(argv):
                         help="pictures of no digit to train on, and half as many numbers of several digits")
     parser.add_argument("--digit-refusals", type=float, default=0.0002,
                         help="at most this share of the validation digits read right may be refused (%(default)s)")
+    parser.add_argument("--reader-numbers", type=int, default=14000,
+                        help="numbers of touching training digits whose candidates the reader learns (%(default)s)")
+    parser.add_argument("--reader-epochs", type=int, default=3)
+    parser.add_argument("--reader-only", action="store_true",
+                        help="train the reader alone, from the classifier at --output, and update the card")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", type=Path, default=MODEL_DIR / "model.h5", help="card and picture go beside it")
     parser.add_argument("--quick", action="store_true",
@@ -119,8 +128,11 @@ def with_refusals(digits, labels, count, fonts, seed):
     return np.concatenate([digits, framed])[order], np.concatenate([labels, extra])[order]
 
 
-def digit_accuracy(logits, labels):
-    """How often a digit is read as the likeliest of the ten digits (refusals aside)."""
+def digit_accuracy(logits, labels, every_class=False):
+    """How often a digit is read as the likeliest of the ten digits (refusals aside); with `every_class`, how
+    often any picture is read as the likeliest of all twelve classes."""
+    if every_class:
+        return float(np.mean(logits.argmax(axis=1) == labels))
     wanted = labels < 10
     return float(np.mean(logits[wanted, :10].argmax(axis=1) == labels[wanted]))
 
@@ -141,34 +153,14 @@ def refusal_rates(probabilities, labels, threshold):
     }
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        data = load_mnist(args.data, args.cache_dir)
-    except DataError as error:
-        print(f"train.py: {error}", file=sys.stderr)
-        return 2
-    # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines.
+def train_classifier(args, data, training, validation, test, fonts):
+    """Train, calibrate and evaluate the classifier; write it, its card and its picture."""
     import keras
     import tensorflow as tf
     from keras import layers
 
-    keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
-
-    # Data: the last `validation_size` training digits are held out; test digits take the serving path. Each
-    # split gets its own refusal pictures, numbers of its own digits; the test's are drawn in fonts kept
-    # for evaluation.
-    digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
-    val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
-    if args.quick:
-        args.epochs, args.non_digits = 1, 600
-        digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
-    training_fonts, evaluation_fonts = glyphs.font_files(evaluation=False), glyphs.font_files(evaluation=True)
-    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed)
-    val_images, y_val = with_refusals(val_digits, val_labels, args.non_digits // 8, training_fonts, args.seed + 1)
-    test_images, y_test = with_refusals(frame_digits(data.x_test), data.y_test, args.non_digits // 8,
-                                        evaluation_fonts, args.seed + 2)
+    (train_images, y_train), (val_images, y_val), (test_images, y_test) = training, validation, test
+    training_fonts, evaluation_fonts = fonts
     x_train, x_val, x_test = to_model_input(train_images), to_model_input(val_images), to_model_input(test_images)
     batches = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=args.seed)
     batches = batches.batch(args.batch_size)
@@ -226,7 +218,7 @@ def main(argv=None):
                  "fonts": {"train": [path.name for path in training_fonts],
                            "test": [path.name for path in evaluation_fonts]}},
         "hyperparameters": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
-                            if key not in ("data", "cache_dir", "output", "quick")},
+                            if key not in ("data", "cache_dir", "output", "quick", "reader_only")},
         "accuracy": accuracy,
         "test_accuracy_by_digit": {str(d): round(float(matrix[d, d] / matrix[d].sum()), 4) for d in range(10)},
         "confusion_matrix": {"rows": "true digit", "columns": "predicted digit", "counts": matrix.tolist()},
@@ -268,6 +260,101 @@ def main(argv=None):
           f"refused {test_refusals['digits_refused']:.2%}; non-digits refused {test_refusals['not_a_digit_refused']:.2%}, "
           f"several digits refused {test_refusals['several_digits_refused']:.2%}")
     print(f"wrote {args.output} ({sha256[:12]}), model.json and confusion.png beside it")
+
+
+def train_reader(args, training_digits, validation_digits, classifier_pictures):
+    """Train the reader: the classifier at `args.output`, trained on with the candidates the segmenter cuts out of
+    numbers of touching training digits beside the classifier's own pictures; write it beside the classifier and
+    describe it in the card. Its temperature is fitted on candidates of validation digits."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    rng = np.random.default_rng(args.seed + 3)
+    pieces, piece_labels = candidates.candidates(*training_digits, args.reader_numbers, rng)
+    val_pieces, val_labels = candidates.candidates(*validation_digits, max(args.reader_numbers // 10, 20), rng)
+    images = np.concatenate([classifier_pictures[0], pieces])
+    labels = np.concatenate([classifier_pictures[1], piece_labels])
+    order = rng.permutation(len(images))
+    x_train, x_val = to_model_input(images[order]), to_model_input(val_pieces)
+    batches = tf.data.Dataset.from_tensor_slices((x_train, labels[order])).shuffle(len(x_train), seed=args.seed)
+    batches = batches.batch(args.batch_size)
+    if args.augment:
+        batches = batches.map(augmenter(args.seed + 4), num_parallel_calls=tf.data.AUTOTUNE)
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+
+    model = keras.models.load_model(args.output).layers[0]  # the classifier's logits, to train on
+    classifier_read = digit_accuracy(model.predict(x_val, verbose=0), val_labels, every_class=True)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate / 3, args.reader_epochs * len(batches))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    started = time.time()
+    model.fit(batches, epochs=args.reader_epochs, verbose=1)
+    training_seconds = time.time() - started
+    val_logits = model.predict(x_val, verbose=0)
+    temperature = fit_temperature(val_logits, val_labels)
+
+    path = args.output.with_name("reader.h5")
+    keras.Sequential([model, layers.Rescaling(1 / temperature), layers.Softmax()], name="digit_reader").save(path)
+    card_path = args.output.with_name("model.json")
+    card = json.loads(card_path.read_text())
+    trained_at = datetime.now(timezone.utc)
+    card["reader"] = {
+        "file": path.name,
+        "sha256": model_card.sha256_of(path),
+        "trained_at": f"{trained_at:%Y-%m-%dT%H:%M:%SZ}",
+        "from": f"the classifier (sha256 {card['sha256'][:12]}...), trained on for {args.reader_epochs} more epochs",
+        "numbers": args.reader_numbers,
+        "spacing": list(candidates.SPACING),
+        "candidates": {split: {name: int(np.sum(kinds == index)) for index, name in
+                               [*((d, str(d)) for d in range(10)), (NOT_A_DIGIT, "not_a_digit"),
+                                (SEVERAL_DIGITS, "several_digits")]}
+                       for split, kinds in [("train", piece_labels), ("validation", val_labels)]},
+        "validation_candidates_read_right": {"classifier": classifier_read,
+                                             "reader": digit_accuracy(val_logits, val_labels, every_class=True)},
+        "temperature": temperature,
+        "training_seconds": round(training_seconds, 1),
+    }
+    both = hashlib.sha256((card["sha256"] + card["reader"]["sha256"]).encode()).hexdigest()
+    card["version"] = f"{trained_at:%Y%m%d}-{both[:8]}"
+    model_card.write_card(card_path, card)
+    read = card["reader"]["validation_candidates_read_right"]
+    print(f"reader trained in {training_seconds / 60:.1f} min; validation candidates read right "
+          f"{read['classifier']:.2%} by the classifier, {read['reader']:.2%} by the reader")
+    print(f"wrote {path} ({card['reader']['sha256'][:12]}); model version {card['version']}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        data = load_mnist(args.data, args.cache_dir)
+    except DataError as error:
+        print(f"train.py: {error}", file=sys.stderr)
+        return 2
+    # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines.
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    # Data: the last `validation_size` training digits are held out; test digits take the serving path. Each
+    # split gets its own refusal pictures, numbers of its own digits; the test's are drawn in fonts kept
+    # for evaluation.
+    digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
+    val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
+    if args.quick:
+        args.epochs, args.non_digits, args.reader_numbers, args.reader_epochs = 1, 600, 60, 1
+        digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
+    training_fonts, evaluation_fonts = glyphs.font_files(evaluation=False), glyphs.font_files(evaluation=True)
+    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed)
+    if not args.reader_only:
+        val_images, y_val = with_refusals(val_digits, val_labels, args.non_digits // 8, training_fonts, args.seed + 1)
+        test_images, y_test = with_refusals(frame_digits(data.x_test), data.y_test, args.non_digits // 8,
+                                            evaluation_fonts, args.seed + 2)
+        train_classifier(args, data, (train_images, y_train), (val_images, y_val), (test_images, y_test),
+                         (training_fonts, evaluation_fonts))
+    train_reader(args, (digits, labels), (val_digits, val_labels), (train_images, y_train))
     return 0
 
 

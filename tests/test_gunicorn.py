@@ -198,6 +198,7 @@ def damaged_model(directory, damage):
         card["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
     elif damage == "mismatched":
         model.write_bytes((ROOT / "model" / "model.h5").read_bytes()[:-8] + b"\xff" * 8)
+    shutil.copy(ROOT / "model" / "reader.h5", directory / "reader.h5")
     (directory / "model.json").write_text(json.dumps(card))
     return model
 
@@ -225,7 +226,8 @@ def test_a_worker_stuck_while_loading_the_model_is_replaced_after_the_timeout(tm
     check, and never again) holds each worker in its start-up. The master replaces such a worker after
     `timeout`, as it does a worker stuck in a request, rather than wait for it for ever."""
     model = tmp_path / "model.h5"
-    shutil.copy(ROOT / "model" / "model.json", tmp_path / "model.json")
+    for name in ("model.json", "reader.h5"):
+        shutil.copy(ROOT / "model" / name, tmp_path / name)
     os.mkfifo(model)
     process = start(free_port(), MODEL_PATH=str(model), GUNICORN_CMD_ARGS="--timeout 5")
     try:

@@ -15,6 +15,7 @@ from scripts.mnist_data import load_mnist
 from tests.conftest import ROOT
 
 MODEL = ROOT / "model" / "model.h5"
+READER = ROOT / "model" / "reader.h5"
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,13 @@ def test_the_service_runs_keras_on_jax(predictor):
     assert keras.backend.backend() == "jax"
 
 
-def test_the_model_gives_what_keras_own_loader_gives(predictor, digits):
-    """Predictor.load builds the model with zeros for initial values before reading its weights: any weight
+@pytest.mark.parametrize("path, model", [(MODEL, "predict"), (READER, "read_pieces")])
+def test_each_model_gives_what_keras_own_loader_gives(predictor, digits, path, model):
+    """Predictor.load builds the models with zeros for initial values before reading their weights: any weight
     left unread would show here."""
-    reference = keras.models.load_model(MODEL, compile=False)
+    reference = keras.models.load_model(path, compile=False)
     pixels = to_model_input(digits[0])
-    np.testing.assert_allclose(predictor.predict(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
+    np.testing.assert_allclose(getattr(predictor, model)(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
 
 
 def test_each_model_call_runs_on_the_calling_thread(predictor):
@@ -55,21 +57,24 @@ def test_each_model_call_runs_on_the_calling_thread(predictor):
 def test_jax_and_tensorflow_give_the_same_probabilities(predictor, digits, tmp_path):
     np.save(tmp_path / "digits.npy", digits[0])
     script = ("import sys, json, numpy as np; from app.predictor import Predictor; "
-              f"p = Predictor.load({str(MODEL)!r}).predict(np.load({str(tmp_path / 'digits.npy')!r})); "
-              "import keras; print(json.dumps([keras.backend.backend(), p.tolist()]))")
+              f"p = Predictor.load({str(MODEL)!r}); d = np.load({str(tmp_path / 'digits.npy')!r}); "
+              "import keras; print(json.dumps([keras.backend.backend(), p.predict(d).tolist(), "
+              "p.read_pieces(d).tolist()]))")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert result.returncode == 0, result.stderr[-2000:]
-    backend, on_tensorflow = json.loads(result.stdout.strip().splitlines()[-1])
+    backend, classifier, reader = json.loads(result.stdout.strip().splitlines()[-1])
     assert backend == "tensorflow"
-    np.testing.assert_allclose(predictor.predict(digits[0]), on_tensorflow, atol=1e-5)
+    np.testing.assert_allclose(predictor.predict(digits[0]), classifier, atol=1e-5)
+    np.testing.assert_allclose(predictor.read_pieces(digits[0]), reader, atol=1e-5)
 
 
+@pytest.mark.parametrize("model", ["predict", "read_pieces"])
 @pytest.mark.parametrize("count", [1, 3, 17, 64, 65, 130])
-def test_any_number_of_digits_gets_its_own_rows_in_order(predictor, digits, count):
+def test_any_number_of_digits_gets_its_own_rows_in_order(predictor, digits, count, model):
     """Batches are padded to compiled sizes and split at the largest: no row is lost, shifted or mixed up."""
-    together = predictor.predict(digits[0][:count])
-    one_by_one = np.concatenate([predictor.predict(digits[0][i : i + 1]) for i in range(count)])
+    together = getattr(predictor, model)(digits[0][:count])
+    one_by_one = np.concatenate([getattr(predictor, model)(digits[0][i : i + 1]) for i in range(count)])
     assert together.shape == (count, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(together, one_by_one, atol=1e-6)
     assert np.mean(together[:, :10].argmax(axis=1) == digits[1][:count]) > 0.95

@@ -90,6 +90,19 @@ def test_a_group_read_as_several_digits_is_cut_however_narrow():
     assert cut.pieces >= 2 and any(candidate.end - candidate.start == 1 for candidate in cut.candidates)
 
 
+def test_the_candidates_of_a_group_cut_into_pieces_and_only_they_go_to_the_reader():
+    picture, _ = draw_number("1", margin=10)
+    touching, _ = draw_number("80", gap=-0.1, margin=10)
+    ink = np.hstack([np.asarray(picture), np.asarray(touching)]).astype(np.float32) / 255
+    segmentation = segment(ink, MAX_DIGITS)
+    groups = {candidate.group: candidate for candidate in segmentation.candidates if candidate.kind == "group"}
+    assert segmentation.cut == {1}
+    assert {segmentation.candidates[index].group for index in segmentation.cut_candidates()} == {1}
+    chosen = [segmentation.candidates[index] for index in segmentation.cut_candidates()]
+    assert groups[0] not in chosen and all(candidate.kind in ("group", "part") for candidate in chosen)
+    assert len(chosen) == sum(candidate.group == 1 for candidate in segmentation.candidates) >= 3
+
+
 def rows(segmentation, read):
     """Model probabilities for each candidate of `segmentation`: read(candidate) gives {class: probability},
     the rest spread evenly."""
@@ -105,8 +118,8 @@ def rows(segmentation, read):
 def test_two_touching_digits_read_whole_as_one_doubtful_digit_are_read_as_two():
     """An "08" that the model reads whole as an 8, 59% sure but 40% likely several digits, and cut in two as
     a 0 and an 8, each 80% sure: the two digits win."""
-    picture, _ = draw_number("08", gap=-0.2)  # one piece of ink
-    segmentation = segment(np.asarray(picture, dtype=np.float32) / 255, MAX_DIGITS)
+    picture, _ = draw_number("08", gap=-0.3)  # one piece of ink, cut as a group read as several digits is
+    segmentation = segment(np.asarray(picture, dtype=np.float32) / 255, MAX_DIGITS, {0})
     middle = segmentation.pieces // 2
     assert segmentation.pieces >= 2 and any(candidate.kind == "group" for candidate in segmentation.candidates)
 

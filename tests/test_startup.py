@@ -10,13 +10,14 @@ from app.predictor import ModelError, Predictor
 from tests.conftest import ROOT
 
 MODEL = ROOT / "model" / "model.h5"
+READER = ROOT / "model" / "reader.h5"
 CARD = ROOT / "model" / "model.json"
 
 
 @pytest.fixture
 def model_copy(tmp_path):
-    shutil.copy(MODEL, tmp_path / "model.h5")
-    shutil.copy(CARD, tmp_path / "model.json")
+    for path in (MODEL, READER, CARD):
+        shutil.copy(path, tmp_path / path.name)
     return tmp_path / "model.h5"
 
 
@@ -49,6 +50,26 @@ def test_a_card_without_a_refusal_threshold_refuses_to_start(model_copy):
     del card["refusal"]
     model_copy.with_name("model.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="no refusal threshold"):
+        Predictor.load(model_copy)
+
+
+def test_a_card_that_names_no_reader_refuses_to_start(model_copy):
+    card = json.loads(CARD.read_text())
+    del card["reader"]
+    model_copy.with_name("model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="names no reader"):
+        Predictor.load(model_copy)
+
+
+@pytest.mark.parametrize("damage, message", [("missing", "cannot read the reader"),
+                                             ("changed", "is not the reader that .* describes")])
+def test_a_reader_missing_or_not_the_one_the_card_describes_refuses_to_start(model_copy, damage, message):
+    reader = model_copy.with_name("reader.h5")
+    if damage == "missing":
+        reader.unlink()
+    else:
+        reader.write_bytes(reader.read_bytes()[:-8] + b"\xff" * 8)
+    with pytest.raises(ModelError, match=message):
         Predictor.load(model_copy)
 
 

@@ -36,6 +36,8 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(output.with_name("model.json").read_text())
     assert card["sha256"] == sha256_of(output)
+    assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5"))
+    assert card["version"].split("-")[1] not in (card["sha256"][:8], card["reader"]["sha256"][:8])  # names both
     assert card["quick"] is True and card["data"]["train"] == 2000
     assert output.with_name("confusion.png").stat().st_size > 10_000
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
@@ -102,6 +104,7 @@ def test_a_pickle_that_builds_anything_but_arrays_is_refused():
 def test_the_committed_card_describes_the_committed_model():
     card = json.loads((ROOT / "model" / "model.json").read_text())
     assert card["sha256"] == sha256_of(ROOT / "model" / "model.h5")
+    assert card["reader"]["sha256"] == sha256_of(ROOT / "model" / "reader.h5")
     assert card["quick"] is False
     assert card["calibration"]["test_ece_15_bins_after"] <= 0.01
     assert card["accuracy"]["test"] >= 0.996
