@@ -26,8 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NOT_A_DIGIT, SEVERAL_DIGITS = 10, 11  # the model's classes after the ten digits: pictures it refuses to read
 REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
-BATCH_SIZES = (1, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
-READER_BATCH_SIZES = (16, 64)  # the reader's: the candidates of a group cut into pieces are a dozen or more
+BATCH_SIZES = (1, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~9 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
 # Initial values for every layer while the model is built, before its saved weights replace them
@@ -50,9 +49,8 @@ class Predictor:
     def load(cls, model_path):
         """Load `model_path` and the reader beside it once `checked_card` vouches for them."""
         card = checked_card(model_path)
-        return cls(_load_keras_model(str(model_path), card["sha256"], BATCH_SIZES),
-                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"], READER_BATCH_SIZES),
-                   card)
+        return cls(_load_keras_model(str(model_path), card["sha256"]),
+                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"]), card)
 
     def reads_correctly(self):
         """Whether the model reads CHECK_DIGIT as 1: readiness."""
@@ -61,11 +59,11 @@ class Predictor:
     def predict(self, digits):
         """Probabilities (n, 12) for uint8 MNIST-convention pictures (n, 28, 28), in order: the ten digits,
         then not a digit, then several digits."""
-        return _predict(self.model, digits, BATCH_SIZES)
+        return _predict(self.model, digits)
 
     def read_pieces(self, digits):
         """`predict` by the reader, for candidates cut out of a group of ink that may hold several digits."""
-        return _predict(self.reader, digits, READER_BATCH_SIZES)
+        return _predict(self.reader, digits)
 
 
 def checked_card(model_path):
@@ -146,15 +144,15 @@ def refusal(probabilities, refusal_threshold):
     return REFUSALS[NOT_A_DIGIT + int(np.argmax(probabilities[NOT_A_DIGIT:]))]
 
 
-def _predict(model, digits, sizes):
+def _predict(model, digits):
     pixels = to_model_input(digits)
-    rows = [_predict_padded(model, pixels[start : start + sizes[-1]], sizes)
-            for start in range(0, len(pixels), sizes[-1])]
+    largest = BATCH_SIZES[-1]
+    rows = [_predict_padded(model, pixels[start : start + largest]) for start in range(0, len(pixels), largest)]
     return np.concatenate(rows).astype(np.float64)
 
 
 @lru_cache(maxsize=4)
-def _load_keras_model(path, sha256, sizes):
+def _load_keras_model(path, sha256):
     """Keyed by content too, so one process (the tests) never loads the same file twice."""
     _run_jax_computations_inline()
     try:
@@ -163,7 +161,7 @@ def _load_keras_model(path, sha256, sizes):
         raise
     except Exception as error:  # h5py and Keras raise many types for a damaged file
         raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
-    for size in sizes:  # compile every batch shape now, so that no request waits for it
+    for size in BATCH_SIZES:  # compile every batch shape now (once for both models), so that no request waits
         _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
     return model
 
@@ -207,20 +205,40 @@ def _with_zero_initialisers(config):
 @lru_cache(maxsize=4)
 def _forward(model):
     """The model's inference as one compiled call: on JAX a jitted function of the pixels, which skips the
-    per-call bookkeeping of predict_on_batch; elsewhere predict_on_batch itself."""
+    per-call bookkeeping of predict_on_batch; elsewhere predict_on_batch itself. The model is the network
+    that scripts/train.py saves, then softmax(logits * scale): on JAX the network's weights and the scale
+    are the compiled program's arguments, so that the classifier and the reader, one network with two sets
+    of weights, share one program per batch size (each ~9 MB a worker)."""
     import keras
 
     if keras.backend.backend() != "jax":
         return model.predict_on_batch
+    network, scale = model.layers[0], float(model.layers[1].scale)
+    weights = ([variable.value for variable in network.trainable_variables],
+               [variable.value for variable in network.non_trainable_variables])
+    program = _program(network)
+    return lambda pixels: program(*weights, scale, pixels)
+
+
+_PROGRAMS = {}  # architecture -> its jitted inference, whatever the weights
+
+
+def _program(network):
+    """The jitted softmax(network(pixels) * scale) for every network of this one's architecture."""
     import jax
 
-    return jax.jit(lambda pixels: model(pixels, training=False))
+    architecture = tuple((type(layer).__name__, tuple(tuple(weight.shape) for weight in layer.weights))
+                         for layer in network.layers)  # (get_config would cost hundreds of MB)
+    if architecture not in _PROGRAMS:
+        _PROGRAMS[architecture] = jax.jit(lambda trainable, non_trainable, scale, pixels: jax.nn.softmax(
+            network.stateless_call(trainable, non_trainable, pixels, training=False)[0] * scale))
+    return _PROGRAMS[architecture]
 
 
-def _predict_padded(model, pixels, sizes):
-    """One compiled model call, the batch padded with blank digits to a size compiled at start-up (of `sizes`)."""
+def _predict_padded(model, pixels):
+    """One compiled model call, the batch padded with blank digits to a size compiled at start-up."""
     count = len(pixels)
-    size = next(size for size in sizes if size >= count)
+    size = next(size for size in BATCH_SIZES if size >= count)
     if size > count:
         pixels = np.concatenate([pixels, np.zeros((size - count, *pixels.shape[1:]), dtype=pixels.dtype)])
     return np.asarray(_forward(model)(pixels))[:count]
