@@ -227,12 +227,21 @@ def _program(network):
     """The jitted softmax(network(pixels) * scale) for every network of this one's architecture."""
     import jax
 
-    architecture = tuple((type(layer).__name__, tuple(tuple(weight.shape) for weight in layer.weights))
-                         for layer in network.layers)  # (get_config would cost hundreds of MB)
+    architecture = _architecture(network)
     if architecture not in _PROGRAMS:
         _PROGRAMS[architecture] = jax.jit(lambda trainable, non_trainable, scale, pixels: jax.nn.softmax(
             network.stateless_call(trainable, non_trainable, pixels, training=False)[0] * scale))
     return _PROGRAMS[architecture]
+
+
+def _architecture(network):
+    """What decides a network's computation besides its weights: each layer's class, its weights' shapes and
+    its plain settings (strides, padding, pool size, rate...). Not get_config, which imports enough of Keras's
+    serialisation to cost a worker hundreds of MB."""
+    return tuple((type(layer).__name__, tuple(tuple(weight.shape) for weight in layer.weights),
+                  repr(sorted((key, value) for key, value in vars(layer).items() if not key.startswith("_")
+                              and key != "name" and isinstance(value, (bool, int, float, str, tuple)))))
+                 for layer in network.layers)
 
 
 def _predict_padded(model, pixels):

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from app.predictor import BATCH_SIZES, Predictor, _forward
+from app.predictor import BATCH_SIZES, Predictor, _architecture, _forward, _program
 from app.preprocessing import frame_digits, to_model_input
 from scripts.mnist_data import load_mnist
 from tests.conftest import ROOT
@@ -40,6 +40,17 @@ def test_each_model_gives_what_keras_own_loader_gives(predictor, digits, path, m
     reference = keras.models.load_model(path, compile=False)
     pixels = to_model_input(digits[0])
     np.testing.assert_allclose(getattr(predictor, model)(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
+
+
+def test_the_classifier_and_the_reader_share_one_compiled_program_and_other_networks_do_not(predictor):
+    """One program per batch size serves both models (their weights are its arguments): a second set would cost
+    each worker about 5 MB a size. A network that computes differently with weights of the same shapes gets
+    its own."""
+    assert _program(predictor.model.layers[0]) is _program(predictor.reader.layers[0])
+    same = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same")])
+    other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="valid")])
+    assert _architecture(same) != _architecture(other)
+    assert _architecture(same) == _architecture(keras.models.clone_model(same))
 
 
 def test_each_model_call_runs_on_the_calling_thread(predictor):
