@@ -12,6 +12,7 @@ and less than most of one digit is not a digit (a fragment).
 import numpy as np
 
 from app.predictor import NOT_A_DIGIT, SEVERAL_DIGITS
+from app.segmentation import INK as INK_LEVEL
 from app.segmentation import TooManyDigits, segment
 from scripts import glyphs
 
@@ -19,7 +20,7 @@ SPACING = (-0.15, 0.08)  # gaps between neighbours, as a share of their height: 
 WHOLE, ALONE = 0.9, 0.85  # a digit: at least this share of its ink, and at least this share of the candidate's
 PRESENT = 0.5  # several digits: at least this share of the ink of each of two or more
 FRAGMENT = 0.75  # not a digit: less than this share of any digit's ink
-INK = 51  # uint8 level that counts as ink, as the segmenter's 0.2
+INK = round(INK_LEVEL * 255)  # the uint8 level that counts as ink, as in the segmenter
 
 
 def label(layers, digit_labels, box):

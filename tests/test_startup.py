@@ -45,19 +45,12 @@ def test_a_corrupt_model_with_a_matching_card_refuses_to_start(model_copy):
         Predictor.load(model_copy)
 
 
-def test_a_card_without_a_refusal_threshold_refuses_to_start(model_copy):
+@pytest.mark.parametrize("missing, message", [("refusal", "no refusal threshold"), ("reader", "names no reader")])
+def test_a_card_without_its_refusal_threshold_or_its_reader_refuses_to_start(model_copy, missing, message):
     card = json.loads(CARD.read_text())
-    del card["refusal"]
+    del card[missing]
     model_copy.with_name("model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="no refusal threshold"):
-        Predictor.load(model_copy)
-
-
-def test_a_card_that_names_no_reader_refuses_to_start(model_copy):
-    card = json.loads(CARD.read_text())
-    del card["reader"]
-    model_copy.with_name("model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="names no reader"):
+    with pytest.raises(ModelError, match=message):
         Predictor.load(model_copy)
 
 
