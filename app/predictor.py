@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NOT_A_DIGIT, SEVERAL_DIGITS = 10, 11  # the model's classes after the ten digits: pictures it refuses to read
 REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
-BATCH_SIZES = (1, 6, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
+BATCH_SIZES = (1, 5, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
 # Initial values for every layer while the model is built, before its saved weights replace them

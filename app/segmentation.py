@@ -132,19 +132,28 @@ def crowded_groups(segmentation, probabilities):
 def best_reading(segmentation, probabilities):
     """The digits of the likeliest reading (a list of Digit, left to right), from each candidate's
     probabilities: the path over the cut pieces whose digits the model is surest of, each digit costing
-    DIGIT_PRIOR, and each candidate that may be several digits the more the likelier it is."""
-    best = [(0.0, None)] + [(-math.inf, None)] * segmentation.pieces
+    DIGIT_PRIOR, and each candidate that may be several digits the more the likelier it is. Two neighbours
+    within a group cut into pieces may share one piece: digits that overlap leave no column to cut between
+    them (a 9's loop over its neighbour), and each then takes the piece they share."""
+    best = [(0.0, None, 0)] + [(-math.inf, None, 0)] * segmentation.pieces  # score, last digit, where it starts from
     for candidate, row in sorted(zip(segmentation.candidates, probabilities), key=lambda pair: pair[0].end):
         if candidate.kind == "all":
             continue
         several = SEVERAL_WEIGHT * math.log(max(1 - float(row[SEVERAL_DIGITS]), 1e-12))
-        score = best[candidate.start][0] + math.log(float(row[:10].max()) + 1e-12) + DIGIT_PRIOR + several
-        if score > best[candidate.end][0]:
-            best[candidate.end] = (score, Digit(candidate, row))
+        own = math.log(float(row[:10].max()) + 1e-12) + DIGIT_PRIOR + several
+        starts = [candidate.start]  # where the digit before it ends: at its first piece, or after it (shared)
+        if candidate.end - candidate.start >= 2 and candidate.group in segmentation.cut:
+            before = best[candidate.start + 1][1]  # the best digit that ends after this one's first piece
+            if before and before.candidate.group == candidate.group and before.candidate.start < candidate.start:
+                starts.append(candidate.start + 1)
+        for start in starts:
+            score = best[start][0] + own
+            if score > best[candidate.end][0]:
+                best[candidate.end] = (score, Digit(candidate, row), start)
     digits, end = [], segmentation.pieces
     while end > 0:
-        digits.append(best[end][1])
-        end = digits[-1].candidate.start
+        _, digit, end = best[end]
+        digits.append(digit)
     return digits[::-1]
 
 

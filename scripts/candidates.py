@@ -17,8 +17,8 @@ from app.segmentation import TooManyDigits, segment
 from scripts import glyphs
 
 SPACING = (-0.15, 0.08)  # gaps between neighbours, as a share of their height: overlapping to barely apart
-WHOLE, ALONE = 0.9, 0.85  # a digit: at least this share of its ink, and at least this share of the candidate's
-PRESENT = 0.5  # several digits: at least this share of the ink of each of two or more
+WHOLE, ALONE = 0.9, 0.6  # a digit: at least this share of its ink, and at least this share of the candidate's,
+PRESENT = 0.5  # with no other digit this much there; several digits: at least this share of each of two or more
 FRAGMENT = 0.75  # not a digit: less than this share of any digit's ink
 INK = round(INK_LEVEL * 255)  # the uint8 level that counts as ink, as in the segmenter
 
@@ -34,7 +34,7 @@ def label(layers, digit_labels, box):
     totals = np.array([layer[layer >= INK].sum(dtype=np.float64) for layer in layers])
     share, whole = owned / max(owned.sum(), 1), owned / totals
     main = int(share.argmax())
-    if whole[main] >= WHOLE and share[main] >= ALONE:
+    if whole[main] >= WHOLE and share[main] >= ALONE and np.sum(whole >= PRESENT) == 1:
         return int(digit_labels[main])
     if np.sum(whole >= PRESENT) >= 2:
         return SEVERAL_DIGITS

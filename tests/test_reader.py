@@ -18,6 +18,7 @@ def two_touching_digits():
 
 @pytest.mark.parametrize("box, expected", [
     ((0, 5, 20, 20), 7),  # the first digit, with two columns of its neighbour under it
+    ((0, 5, 26, 20), 7),  # ... and with a third of its neighbour: a digit that overlaps its neighbour, read whole
     ((18, 5, 20, 20), 3),
     ((0, 5, 38, 20), SEVERAL_DIGITS),
     ((0, 5, 10, 20), NOT_A_DIGIT),  # half of the first
