@@ -5,8 +5,9 @@ The reader is the model that scores the candidate digits of a group of ink cut i
 A straight cut through touching digits leaves slivers of a neighbour in a digit's crop, and makes halves of
 digits and pairs of them as well; the classifier never saw any of these. Here the numbers are written from
 MNIST digits with each digit on a layer of its own, so every candidate's ink can be traced to its digits:
-one digit nearly whole with little else is that digit, two digits each half there or more are several digits,
-and less than most of one digit is not a digit (a fragment).
+one digit nearly whole, with slivers or a chunk of a neighbour but no other digit half there, is that digit
+(where digits overlap, no cut leaves one without a piece of the other); two digits each half there or more
+are several digits; and less than most of one digit is not a digit (a fragment).
 """
 
 import numpy as np
