@@ -34,10 +34,10 @@ def label(layers, digit_labels, box):
     owned = np.array([ink[(owner == index) & (ink >= INK)].sum() for index in range(len(layers))])
     totals = np.array([layer[layer >= INK].sum(dtype=np.float64) for layer in layers])
     share, whole = owned / max(owned.sum(), 1), owned / totals
-    main = int(share.argmax())
-    if whole[main] >= WHOLE and share[main] >= ALONE and np.sum(whole >= PRESENT) == 1:
+    main, present = int(share.argmax()), int(np.sum(whole >= PRESENT))
+    if whole[main] >= WHOLE and share[main] >= ALONE and present == 1:
         return int(digit_labels[main])
-    if np.sum(whole >= PRESENT) >= 2:
+    if present >= 2:
         return SEVERAL_DIGITS
     if whole.max() < FRAGMENT:
         return NOT_A_DIGIT
