@@ -3,11 +3,11 @@
 The ink map that preprocessing makes is cut into connected pieces of ink. Pieces that stand above one
 another (a 5's flag, a 4 drawn in two strokes, a 7's bar) are joined into groups; a wide group (neighbours
 that touch or overlap) is cut at its thinnest columns into more pieces than it may have digits, and so is a
-narrow one that the model reads as several digits (two 1s that touch) when it is segmented again. Which
-joins and cuts make digits is left to the models: every plausible digit is framed as MNIST was made
-(`frame_digit`, as in training) and read, those of a group cut into pieces by the reader (which learned what
-such cuts make), the rest by the classifier, and the reading whose digits they are surest of wins
-(`best_reading`).
+narrow one that the model reads as several digits (two 1s that touch) or as no digit it is sure of (a 1 leaning
+on its neighbour), when it is segmented again. Which joins and cuts make digits is left to the models: every
+plausible digit is framed as MNIST was made (`frame_digit`, as in training) and read, those of a group cut into
+pieces by the reader (which learned what such cuts make), the rest by the classifier, and the reading whose
+digits they are surest of wins (`best_reading`).
 """
 
 import math
@@ -25,7 +25,8 @@ SPECK = 0.3  # groups smaller than this share of the tallest piece's height on b
 MOST_MARKS = 8  # more pieces than this many per digit read are grouped only when they are of a digit's size
 OVERLAP = 0.5  # pieces whose columns overlap by this share of the narrower one belong to one digit
 WIDE = 1.1  # a group wider than this share of the line's height may hold several digits
-CROWDED = 0.02  # ... and so may a narrower one that the model, read whole, gives this chance of several digits
+CROWDED = 0.02  # ... and so may a narrower one that the model, read whole, gives this chance of several digits,
+UNSURE = 0.5  # or whose likeliest digit is less likely than this (a 1 leaning on its neighbour: "10" reads as nothing)
 CUT_EVERY = 0.3  # ... and is cut at least this often (as a share of the height), besides at its thinnest columns
 SURELY_SEVERAL = 1.3  # a group wider than this share, surely several digits, is cut more often: overlapping
 CUT_EVERY_SEVERAL = 0.24  # digits leave fewer minima (at least this often)
@@ -123,10 +124,11 @@ def segment(ink, max_digits, split=frozenset()):
 
 
 def crowded_groups(segmentation, probabilities):
-    """The groups left whole that the model reads as likely several digits: to be cut in a second segmentation."""
+    """The groups left whole that the model reads as likely several digits, or as no digit it is sure of (two
+    digits that overlap can read as neither): to be cut in a second segmentation."""
     return frozenset(candidate.group for candidate, row in zip(segmentation.candidates, probabilities)
                      if candidate.kind == "group" and candidate.end - candidate.start == 1
-                     and row[SEVERAL_DIGITS] >= CROWDED)
+                     and (row[SEVERAL_DIGITS] >= CROWDED or row[:10].max() < UNSURE))
 
 
 def best_reading(segmentation, probabilities):

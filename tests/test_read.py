@@ -80,6 +80,13 @@ def test_ones_that_touch_are_two_digits(client):
     assert_reading(read(client, encode(picture)).get_json(), "11")
 
 
+@pytest.mark.parametrize("text, gap", [("17", -0.4), ("71", -0.3)])
+def test_a_one_leaning_into_its_neighbour_is_a_digit_of_its_own(client, text, gap):
+    """Read whole, the pair is no digit the model is sure of (a 7 with a stroke across it): cut, it is two."""
+    picture, _ = draw_number(text, gap=gap)
+    assert_reading(read(client, encode(picture)).get_json(), text)
+
+
 def test_a_digit_in_two_strokes_is_one_digit(client):
     """A 5 whose flag does not touch its body, and a 4 drawn as two strokes that do not meet."""
     picture = Image.new("L", (420, 200), 0)

@@ -90,6 +90,9 @@ def test_a_group_read_as_several_digits_is_cut_however_narrow():
     several = one_digit.copy()
     several[0, 1], several[0, SEVERAL_DIGITS] = 0.5, 0.49
     assert crowded_groups(whole, several) == {0}
+    no_digit = one_digit.copy()  # a 1 leaning on its neighbour can make the pair read as nothing at all
+    no_digit[0, 1], no_digit[0, NOT_A_DIGIT] = 0.3, 0.689
+    assert crowded_groups(whole, no_digit) == {0}
     cut = segment(ink, MAX_DIGITS, crowded_groups(whole, several))
     assert cut.pieces >= 2 and any(candidate.end - candidate.start == 1 for candidate in cut.candidates)
 
