@@ -79,7 +79,7 @@ def test_more_marks_than_max_digits_are_refused_before_any_is_read():
     assert len(segment(ink, 20).candidates) >= 20
 
 
-def test_a_group_read_as_several_digits_is_cut_however_narrow():
+def test_a_group_read_as_several_digits_or_as_no_sure_digit_is_cut_however_narrow():
     picture, _ = draw_number("11", gap=-0.5)  # two 1s that touch: narrower than one wide digit
     ink = np.asarray(picture, dtype=np.float32) / 255
     whole = segment(ink, MAX_DIGITS)
