@@ -29,8 +29,6 @@ REFUSALS = {NOT_A_DIGIT: "not_a_digit", SEVERAL_DIGITS: "several_digits"}
 BATCH_SIZES = (1, 5, 8, 16, 64)  # batches are padded to these, each compiled once at start-up (~5 MB each)
 CHECK_DIGIT = np.zeros((28, 28), dtype=np.uint8)  # a plain "1", a bar in MNIST's framing: warm-up and readiness
 CHECK_DIGIT[4:24, 13:16] = 255
-# Initial values for every layer while the model is built, before its saved weights replace them
-ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
 
 
 class ModelError(RuntimeError):
@@ -182,24 +180,46 @@ def _run_jax_computations_inline():
 
 def _read_keras_model(path):
     """The model scripts/train.py saved (a Sequential in a .h5 file), built from its saved configuration
-    with zeros for initial values, then given its saved weights. keras.models.load_model draws random
-    initial values first, only for the file's weights to replace them, and on JAX each kernel shape
-    compiles its own random-number program: about 4 of a worker's 5 s start-up on a 2-core machine."""
+    with zeros made on the host for initial values, then given its saved weights. keras.models.load_model
+    draws random initial values first, only for the file's weights to replace them, and on JAX each kernel
+    shape compiles its own random-number program: about 4 of a worker's 5 s start-up on a 2-core machine.
+    Keras's own Zeros compiles a program per shape too (0.7 s a worker)."""
     import keras
 
-    model = keras.Sequential.from_config(_with_zero_initialisers(saved_configuration(path)["config"]))
+    zeros = _host_zeros()
+    model = keras.Sequential.from_config(_with_initialisers(saved_configuration(path)["config"], zeros))
     model.load_weights(path)
     return model
 
 
-def _with_zero_initialisers(config):
-    """A copy of a Keras configuration with every `*_initializer` replaced by zeros."""
+@lru_cache(maxsize=1)
+def _host_zeros():
+    """The configuration of an initialiser whose zeros numpy makes and, on JAX, one copy puts on the device:
+    nothing to compile. Registered with Keras the first time a model is read."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="digit_recognition")
+    class HostZeros(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            zeros = np.zeros(shape, dtype=keras.backend.standardize_dtype(dtype))
+            if keras.backend.backend() == "jax":
+                import jax
+
+                return jax.device_put(zeros)
+            return zeros
+
+    return {"module": None, "class_name": HostZeros.__name__, "config": {},
+            "registered_name": keras.saving.get_registered_name(HostZeros)}
+
+
+def _with_initialisers(config, initialiser):
+    """A copy of a Keras configuration with every `*_initializer` replaced by `initialiser`."""
     if isinstance(config, list):
-        return [_with_zero_initialisers(item) for item in config]
+        return [_with_initialisers(item, initialiser) for item in config]
     if not isinstance(config, dict):
         return config
-    return {key: ZEROS if key.endswith("_initializer") and value is not None else _with_zero_initialisers(value)
-            for key, value in config.items()}
+    return {key: initialiser if key.endswith("_initializer") and value is not None
+            else _with_initialisers(value, initialiser) for key, value in config.items()}
 
 
 @lru_cache(maxsize=4)
