@@ -2,8 +2,11 @@
 
     python scripts/bench.py                 # needs `hey` (apt-get install hey); about 20 minutes
 
-Starts, one at a time on free loopback ports, timing each from launch to its first /healthz answer:
+Starts, one at a time on free loopback ports, timing each from launch to its first /healthz answer
+(`--starts` times in turns, the last start kept running):
   service      the Procfile's web line (gunicorn.conf.py, WEB_CONCURRENCY=2): gevent workers
+  baseline     the same from another checkout (--baseline-checkout, e.g. `git worktree add` of another
+               commit) or another virtualenv (--baseline-venv, used as it is), or both: a change side by side
   sync         the same with gunicorn's sync workers (GUNICORN_CMD_ARGS=--worker-class sync), as it served
                before its workers held slow clients cheaply
   nginx+sync   nginx in front of the sync workers on a UNIX socket, as Heroku's nginx buildpack runs them
@@ -59,8 +62,11 @@ def main(argv=None):
     parser.add_argument("--single", type=int, default=500, help="requests at 1 client, per round (%(default)s)")
     parser.add_argument("--seeds-single", type=int, default=200, help="the same for the seeds' way (%(default)s)")
     parser.add_argument("--batches", type=int, default=100, help="64-image requests at 2 clients, per round (%(default)s)")
+    parser.add_argument("--starts", type=int, default=3, help="cold starts each server gets, in turns; medians are printed (%(default)s)")
     parser.add_argument("--service-venv", type=Path, default=ROOT / ".venv-serve",
                         help="a virtualenv with requirements.txt only, as Heroku installs it; made or updated")
+    parser.add_argument("--baseline-checkout", type=Path, help="another checkout to serve, as a column of its own")
+    parser.add_argument("--baseline-venv", type=Path, help="another virtualenv to serve from, as a column of its own")
     args = parser.parse_args(argv)
     digits = ready_to_measure("bench.py")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -75,6 +81,9 @@ def main(argv=None):
     servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch and
         # number bodies
         "service": (service, deployed, ROOT, args.single, args.requests, batch, number),
+        **({"baseline": (service, baseline_environment(deployed, args.baseline_venv), args.baseline_checkout or ROOT,
+                         args.single, args.requests, batch, number)}
+           if args.baseline_checkout or args.baseline_venv else {}),
         "sync": (service, {**deployed, "GUNICORN_CMD_ARGS": "--worker-class sync"}, ROOT, args.single, args.requests,
                  batch, number),
         **nginx_in_front(work, deployed, args, batch, number),
@@ -83,11 +92,15 @@ def main(argv=None):
         "floor": ([*baseline, "scripts.bench_baselines:hello_world()"], {}, work, args.single, args.requests, None,
                   None),
     }
-    running = {}
+    running, starts = {}, {name: [] for name in servers}
     try:
-        for name, (command, environment, directory, *_) in servers.items():
-            print(f"starting {name} ...", file=sys.stderr, flush=True)
-            running[name] = launch(command, environment, directory, one)
+        for start in range(1, args.starts + 1):
+            for name, (command, environment, directory, *_) in servers.items():
+                print(f"start {start} of {args.starts}: {name} ...", file=sys.stderr, flush=True)
+                if name in running:
+                    stop([running.pop(name)])
+                running[name] = launch(command, environment, directory, one)
+                starts[name].append(running[name]["start"])
         rounds = {name: [] for name in servers}
         for round_number in range(1, args.rounds + 1):
             for name, (*_, single, loaded, batch_body, number_body) in servers.items():
@@ -95,7 +108,7 @@ def main(argv=None):
                 rounds[name].append(drive(running[name], one, batch_body, number_body, single, loaded, args.batches))
     finally:
         stop(running.values())
-    results = {name: running[name]["start"] | medians(rounds[name]) for name in servers}
+    results = {name: medians(starts[name]) | medians(rounds[name]) for name in servers}
     for name, (command, environment, directory, single, loaded, batch_body, number_body) in servers.items():
         # Alone, as on a dyno: servers side by side share the pages of the libraries they map, and each
         # one's PSS would count only its share of them.
@@ -106,9 +119,16 @@ def main(argv=None):
             results[name]["PSS MB"] = megabytes(server["process"].pid)
         finally:
             stop([server])
-    print_table(results, args.rounds)
+    print_table(results, args.rounds, args.starts)
     shutil.rmtree(work)
     return 0
+
+
+def baseline_environment(deployed, venv):
+    """The service's environment, with another virtualenv's programs first on PATH if one is given."""
+    if venv is None:
+        return deployed
+    return {**deployed, "PATH": os.pathsep.join([str(venv.resolve() / "bin"), os.environ.get("PATH", "")])}
 
 
 NGINX = """{user} daemon off; worker_processes 1; pid {work}/nginx.pid; error_log stderr error;
@@ -244,7 +264,7 @@ def timed_request(url, body):
     return (time.perf_counter() - started) * 1000
 
 
-def print_table(results, rounds):
+def print_table(results, rounds, starts):
     service, seeds, floor = results["service"], results["seeds' way"], results["floor"]
     rows = ["cold start s", "first request ms", "p50 1 client ms", "p99 1 client ms", "p50 32 clients ms",
             "p99 32 clients ms", "requests/s 32 clients", "CPU ms/request 32 clients", "req/s 32, a connection each",
@@ -255,7 +275,7 @@ def print_table(results, rounds):
                         for r in results.values())
         print(f"{row:28}{cells}")
     ratio = "requests/s 32 clients", "req/s 32, a connection each"
-    others = [name for name in ("sync", "nginx+sync") if name in results]
+    others = [name for name in ("baseline", "sync", "nginx+sync") if name in results]
     print(f"\nlatency at 1 client: {seeds['p50 1 client ms'] / service['p50 1 client ms']:.1f}x faster than the "
           f"seeds' way; throughput at 32 clients: {service[ratio[0]] / floor[ratio[0]]:.2f}x the floor with "
           f"connections kept open, {service[ratio[1]] / floor[ratio[1]]:.2f}x with one a request; "
@@ -264,7 +284,7 @@ def print_table(results, rounds):
           f" (CPU per request {service['CPU ms/request 32 clients'] / floor['CPU ms/request 32 clients']:.1f}x "
           f"the floor's); a 4-digit number through /read.json "
           f"{service['p50 4-digit read ms'] / service['p50 1 client ms']:.2f}x one digit through /recognize.json; "
-          f"medians of {rounds} rounds; {os.cpu_count()} CPUs")
+          f"medians of {rounds} rounds and {starts} starts; {os.cpu_count()} CPUs")
 
 
 def multipart(path, digits):
