@@ -186,8 +186,7 @@ def _read_keras_model(path):
     Keras's own Zeros compiles a program per shape too (0.7 s a worker)."""
     import keras
 
-    zeros = _host_zeros()
-    model = keras.Sequential.from_config(_with_initialisers(saved_configuration(path)["config"], zeros))
+    model = keras.Sequential.from_config(_with_zero_initialisers(saved_configuration(path)["config"]))
     model.load_weights(path)
     return model
 
@@ -212,14 +211,14 @@ def _host_zeros():
             "registered_name": keras.saving.get_registered_name(HostZeros)}
 
 
-def _with_initialisers(config, initialiser):
-    """A copy of a Keras configuration with every `*_initializer` replaced by `initialiser`."""
+def _with_zero_initialisers(config):
+    """A copy of a Keras configuration with every `*_initializer` replaced by the host's zeros."""
     if isinstance(config, list):
-        return [_with_initialisers(item, initialiser) for item in config]
+        return [_with_zero_initialisers(item) for item in config]
     if not isinstance(config, dict):
         return config
-    return {key: initialiser if key.endswith("_initializer") and value is not None
-            else _with_initialisers(value, initialiser) for key, value in config.items()}
+    return {key: _host_zeros() if key.endswith("_initializer") and value is not None
+            else _with_zero_initialisers(value) for key, value in config.items()}
 
 
 @lru_cache(maxsize=4)

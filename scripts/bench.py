@@ -48,7 +48,7 @@ from scripts.evaluate import multipart_body  # noqa: E402
 from scripts.make_eval_set import to_bytes  # noqa: E402
 from scripts.mnist_data import DataError, load_mnist  # noqa: E402
 from scripts.processes import (StartError, cpu_seconds, free_port, megabytes, procfile_web_line,  # noqa: E402
-                               serving_venv, wait_until_healthy)
+                               serving_venv, venv_environment, wait_until_healthy)
 
 BOUNDARY = "benchboundary7d1f"
 
@@ -78,12 +78,15 @@ def main(argv=None):
     baseline = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-w", "2"]
     service = ["bash", "-c", "exec " + procfile_web_line()]
     deployed = serving_venv(args.service_venv)
+    beside = {}  # the service from another checkout or virtualenv, when one is given
+    if args.baseline_checkout or args.baseline_venv:
+        environment = venv_environment(args.baseline_venv) if args.baseline_venv else deployed
+        beside["baseline"] = (service, environment, args.baseline_checkout or ROOT, args.single, args.requests, batch,
+                              number)
     servers = {  # name: command, environment, working directory, requests at 1 and at 32 clients, batch and
         # number bodies
         "service": (service, deployed, ROOT, args.single, args.requests, batch, number),
-        **({"baseline": (service, baseline_environment(deployed, args.baseline_venv), args.baseline_checkout or ROOT,
-                         args.single, args.requests, batch, number)}
-           if args.baseline_checkout or args.baseline_venv else {}),
+        **beside,
         "sync": (service, {**deployed, "GUNICORN_CMD_ARGS": "--worker-class sync"}, ROOT, args.single, args.requests,
                  batch, number),
         **nginx_in_front(work, deployed, args, batch, number),
@@ -122,13 +125,6 @@ def main(argv=None):
     print_table(results, args.rounds, args.starts)
     shutil.rmtree(work)
     return 0
-
-
-def baseline_environment(deployed, venv):
-    """The service's environment, with another virtualenv's programs first on PATH if one is given."""
-    if venv is None:
-        return deployed
-    return {**deployed, "PATH": os.pathsep.join([str(venv.resolve() / "bin"), os.environ.get("PATH", "")])}
 
 
 NGINX = """{user} daemon off; worker_processes 1; pid {work}/nginx.pid; error_log stderr error;

@@ -57,7 +57,12 @@ def serving_venv(venv):
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
                    check=True)
-    return {"PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]), "WEB_CONCURRENCY": "2"}
+    return venv_environment(venv)
+
+
+def venv_environment(venv):
+    """The environment that serves from a virtualenv as it is: its programs first on PATH, two workers."""
+    return {"PATH": os.pathsep.join([str(venv.resolve() / "bin"), os.environ.get("PATH", "")]), "WEB_CONCURRENCY": "2"}
 
 
 def process_tree(pid):
