@@ -11,7 +11,7 @@ Categories (each from its own MNIST test digits, so that no digit is scored twic
            a quarter stored sideways with an EXIF orientation
   scan     scans and screenshots: 1-bit PNG, GIF, BMP, TIFF, WebP, 16-bit PNG, CMYK JPEG, many sizes
   framing  MNIST's white on black, framed oddly: tiny in a large picture, or cropped tight to the ink
-  uci      a second, independent source: the 1,797 UCI optical digits (43 writers, 8x8, 0-16) that
+  uci      a second, independent source: the 1,797 UCI optical digits (13 writers, 8x8, 0-16) that
            scikit-learn ships, upscaled
 
 Pictures that /recognize.json must refuse, in turn as canvas exports, photos and scans:
