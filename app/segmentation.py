@@ -37,7 +37,8 @@ DIGIT_WIDTH = 1.2  # ... when together they are no wider than this share of the 
 DIGIT_PRIOR = math.log(0.7)  # each digit of a reading costs this much, so that a digit is not cut in two lightly,
 SEVERAL_WEIGHT = 3  # and a candidate counts log(1 - its chance of being several digits) this many times over, so
 # that two touching digits read whole as one are cut
-NUMBER_LIKE = 0.1  # all the ink read whole as no digit refuses the picture, unless at least this likely several digits
+NUMBER_LIKE = 0.1  # all the ink read whole as no digit refuses the picture, unless at least this likely several digits,
+SURE_DIGITS = 0.98  # or read as digits each at least this likely, not all of them 1s (the strokes of a drawing)
 # (these constants are chosen on numbers of the validation digits that training holds out, and on non-digits in the
 # fonts that training uses)
 
@@ -162,10 +163,13 @@ def best_reading(segmentation, probabilities):
 def is_no_number(segmentation, probabilities, digits, refusal_threshold):
     """Whether the picture is refused as no digits at all: its ink read at once is no digit (a hatching, a
     drawing, a word) with little chance of being several digits (digits that touch can read whole as a
-    scribble), or every digit of its reading is."""
+    scribble) and its reading is not one of sure digits (a "10" written close can read whole as nothing), or
+    every digit of its reading is."""
+    sure = (all(digit.probabilities[:10].max() >= SURE_DIGITS for digit in digits)
+            and any(digit.probabilities[:10].argmax() != 1 for digit in digits))
     for candidate, row in zip(segmentation.candidates, probabilities):
         if (candidate.kind == "all" and refusal(row, refusal_threshold) == "not_a_digit"
-                and row[SEVERAL_DIGITS] < NUMBER_LIKE):
+                and row[SEVERAL_DIGITS] < NUMBER_LIKE and not sure):
             return True
     return all(refusal(digit.probabilities, refusal_threshold) == "not_a_digit" for digit in digits)
 

@@ -87,6 +87,24 @@ def test_a_one_leaning_into_its_neighbour_is_a_digit_of_its_own(client, text, ga
     assert_reading(read(client, encode(picture)).get_json(), text)
 
 
+@pytest.mark.parametrize("text", ["10", "41"])
+def test_digits_written_close_are_read_though_their_ink_read_at_once_looks_like_no_digit(client, text):
+    """Their boxes overlap and their ink does not touch: read at once, the pair is no digit to the model (nor
+    several), but each digit alone is a sure one."""
+    picture, _ = draw_number(text, gap=-0.1)
+    assert_reading(read(client, encode(picture)).get_json(), text)
+
+
+def test_a_hatching_whose_strokes_each_read_as_a_sure_1_is_still_not_a_digit(client):
+    picture = Image.new("L", (360, 200), 0)
+    pen = ImageDraw.Draw(picture)
+    for left in range(40, 340, 50):
+        pen.line([(left + 30, 30), (left, 170)], fill=255, width=12)
+    response = read(client, encode(picture))
+    assert_error(response, 422, "not_a_digit")
+    assert set(response.get_json()["error"]["closest"]["number"]) == {"1"}
+
+
 def test_a_digit_in_two_strokes_is_one_digit(client):
     """A 5 whose flag does not touch its body, and a 4 drawn as two strokes that do not meet."""
     picture = Image.new("L", (420, 200), 0)

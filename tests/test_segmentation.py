@@ -164,16 +164,19 @@ def test_overlapping_digits_that_no_cut_parts_are_read_sharing_the_piece_between
     assert nine[0] < four[0] + four[2]  # the boxes overlap, as the digits do
 
 
-@pytest.mark.parametrize("several, refused", [(0.02, True), (0.29, False)])
-def test_ink_read_whole_as_no_digit_refuses_the_picture_unless_it_may_be_several_digits(several, refused):
-    """Digits that overlap can read whole as a scribble: read whole they are then also likely several digits,
-    and the reading of their parts stands."""
-    picture, _ = draw_number("52", gap=0.3)
+@pytest.mark.parametrize("text, sure, several, refused", [
+    ("52", 0.9, 0.02, True),  # no digit read at once, nor several, and its digits doubtful: refused
+    ("52", 0.9, 0.29, False),  # digits that overlap can read at once as a scribble, and then also as several
+    ("52", 0.99, 0.02, False),  # digits written close can read at once as nothing, each a sure digit alone
+    ("11", 0.99, 0.02, True)])  # but strokes side by side each read as a sure 1: a hatching, a word
+def test_ink_read_at_once_as_no_digit_refuses_the_picture_unless_several_digits_or_sure_ones(text, sure, several,
+                                                                                            refused):
+    picture, _ = draw_number(text, gap=0.3)
     segmentation = segment(np.asarray(picture, dtype=np.float32) / 255, MAX_DIGITS)
     probabilities = rows(segmentation, lambda candidate: {NOT_A_DIGIT: 0.99 - several, SEVERAL_DIGITS: several}
-                         if candidate.kind == "all" else {5 if candidate.start == 0 else 2: 0.98})
+                         if candidate.kind == "all" else {int(text[candidate.start]): sure})
     digits = best_reading(segmentation, probabilities)
-    assert [int(digit.probabilities[:10].argmax()) for digit in digits] == [5, 2]
+    assert "".join(str(int(digit.probabilities[:10].argmax())) for digit in digits) == text
     assert is_no_number(segmentation, probabilities, digits, refusal_threshold=0.95) == refused
 
 
