@@ -165,12 +165,12 @@ def is_no_number(segmentation, probabilities, digits, refusal_threshold):
     drawing, a word) with little chance of being several digits (digits that touch can read whole as a
     scribble) and its reading is not one of sure digits (a "10" written close can read whole as nothing), or
     every digit of its reading is."""
-    sure = (all(digit.probabilities[:10].max() >= SURE_DIGITS for digit in digits)
-            and any(digit.probabilities[:10].argmax() != 1 for digit in digits))
-    for candidate, row in zip(segmentation.candidates, probabilities):
-        if (candidate.kind == "all" and refusal(row, refusal_threshold) == "not_a_digit"
-                and row[SEVERAL_DIGITS] < NUMBER_LIKE and not sure):
-            return True
+    ink_refused = any(candidate.kind == "all" and refusal(row, refusal_threshold) == "not_a_digit"
+                      and row[SEVERAL_DIGITS] < NUMBER_LIKE
+                      for candidate, row in zip(segmentation.candidates, probabilities))
+    if ink_refused and not (all(digit.probabilities[:10].max() >= SURE_DIGITS for digit in digits)
+                            and any(digit.probabilities[:10].argmax() != 1 for digit in digits)):
+        return True
     return all(refusal(digit.probabilities, refusal_threshold) == "not_a_digit" for digit in digits)
 
 
