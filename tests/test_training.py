@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from app.predictor import Predictor
-from scripts import mnist_data
+from scripts import mnist_data, optdigits_data
+from scripts import train as train_script
 from scripts.calibration import expected_calibration_error
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
@@ -31,14 +32,15 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
 
 def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_matches(tmp_path):
     output = tmp_path / "quick" / "model.h5"
-    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--output", str(output)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2", "--output",
+                             str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(output.with_name("model.json").read_text())
     assert card["sha256"] == sha256_of(output)
     assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5"))
     assert card["version"].split("-")[1] not in (card["sha256"][:8], card["reader"]["sha256"][:8])  # names both
-    assert card["quick"] is True and card["data"]["train"] == 2000
+    assert card["quick"] is True and card["data"]["uci_digits"]["train"] == 200
+    assert card["data"]["train"] == 2000 + 200 * 2  # MNIST's digits, and the UCI ones rendered twice each
     assert output.with_name("confusion.png").stat().st_size > 10_000
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
     assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
@@ -88,6 +90,36 @@ def test_a_corrupt_cached_wheel_is_one_clear_line(tmp_path):
     code, error = train("--cache-dir", str(tmp_path))
     assert code == 2
     assert_one_clear_line(error, "expected " + mnist_data.PICKLE_SHA256, "delete it")
+
+
+def test_a_tampered_cached_uci_wheel_is_one_clear_line(tmp_path, mnist):
+    (tmp_path / mnist_data.WHEEL_NAME).symlink_to(mnist_data.DEFAULT_CACHE / mnist_data.WHEEL_NAME)
+    with zipfile.ZipFile(tmp_path / optdigits_data.WHEEL_NAME, "w") as wheel:
+        wheel.writestr(optdigits_data.CSV_MEMBER, b"0,0,0\n")
+    code, error = train("--cache-dir", str(tmp_path), "--uci-renderings", "2")
+    assert code == 2
+    assert_one_clear_line(error, "expected " + optdigits_data.CSV_SHA256, "delete it")
+
+
+def test_the_uci_training_digits_are_the_30_writers_split_and_none_is_an_evaluation_digit():
+    from sklearn.datasets import load_digits
+
+    uci = optdigits_data.load_optdigits_training()
+    assert uci.images.shape == (3823, 8, 8) and uci.images.max() == 16
+    assert np.bincount(uci.labels).tolist() == [376, 389, 380, 389, 387, 376, 377, 387, 380, 382]
+    evaluation = {row.astype(np.uint8).tobytes() for row in load_digits().data}
+    assert not any(image.tobytes() in evaluation for image in uci.images)
+
+
+def test_the_training_pictures_are_the_same_whatever_the_number_of_processes(mnist, monkeypatch):
+    """Drawn in chunks of their own seeds: a retrain on another machine draws the same pictures."""
+    fonts = train_script.glyphs.font_files(evaluation=False)
+    first = train_script.with_refusals(mnist.x_train[:50], mnist.y_train[:50], 24, fonts, 7)
+    monkeypatch.setattr(train_script.os, "sched_getaffinity", lambda pid: {0})
+    again = train_script.with_refusals(mnist.x_train[:50], mnist.y_train[:50], 24, fonts, 7)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert np.bincount(first[1]).tolist()[10:] == [24, 12]
 
 
 def test_a_pickle_that_builds_anything_but_arrays_is_refused():
