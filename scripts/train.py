@@ -160,15 +160,14 @@ def uci_pictures(uci_digits, renderings, rng):
     return np.stack(framed), np.tile(labels, renderings)
 
 
-def with_refusals(digits, labels, count, fonts, seed, uci_digits=None, uci_renderings=0):
+def with_refusals(digits, labels, count, fonts, seed, extra=None):
     """`digits` (n, 28, 28) and their labels, shuffled together with `count` framed pictures of no digit,
-    count // 2 numbers made of `digits` (the refusal classes' numbers) and the UCI digits `uci_digits`
-    (images, labels) rendered `uci_renderings` times."""
+    count // 2 numbers made of `digits` (the refusal classes' numbers) and the framed pictures and labels
+    `extra`, if any."""
     rng = np.random.default_rng(seed)
     pictures, classes = in_parallel(refusal_pictures, (count, count // 2), seed, digits, fonts)
-    if uci_renderings:
-        uci, uci_labels = uci_pictures(uci_digits, uci_renderings, rng)
-        pictures, classes = np.concatenate([uci, pictures]), np.concatenate([uci_labels, classes])
+    if extra is not None:
+        pictures, classes = np.concatenate([extra[0], pictures]), np.concatenate([extra[1], classes])
     order = rng.permutation(len(digits) + len(pictures))
     return np.concatenate([digits, pictures])[order], np.concatenate([labels, classes])[order]
 
@@ -308,17 +307,17 @@ def train_classifier(args, data, uci_card, training, validation, test, fonts):
     print(f"wrote {args.output} ({sha256[:12]}), model.json and confusion.png beside it")
 
 
-def train_reader(args, pieces, validation_pieces, classifier_pictures):
-    """Train the reader: the classifier at `args.output`, trained on with `pieces`, the candidates the segmenter
-    cuts out of numbers of touching training digits (scripts/candidates.py), beside the classifier's own
-    pictures; write it beside the classifier and describe it in the card. Its temperature is fitted on
-    `validation_pieces`, candidates of validation digits."""
+def train_reader(args, training_candidates, validation_candidates, classifier_pictures):
+    """Train the reader: the classifier at `args.output`, trained on with `training_candidates`, the candidates
+    the segmenter cuts out of numbers of touching training digits (scripts/candidates.py), and their classes,
+    beside the classifier's own pictures; write it beside the classifier and describe it in the card. Its
+    temperature is fitted on `validation_candidates`, candidates of validation digits."""
     import keras
     import tensorflow as tf
     from keras import layers
 
     rng = np.random.default_rng(args.seed + 3)
-    (pieces, piece_labels), (val_pieces, val_labels) = pieces, validation_pieces
+    (pieces, piece_labels), (val_pieces, val_labels) = training_candidates, validation_candidates
     images = np.concatenate([classifier_pictures[0], pieces])
     labels = np.concatenate([classifier_pictures[1], piece_labels])
     order = rng.permutation(len(images))
@@ -387,15 +386,15 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.non_digits, args.reader_numbers, args.reader_epochs = 1, 600, 60, 1
         digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
-    uci_digits, uci_card = None, None
-    if uci:
-        uci_digits = (uci.images[:200], uci.labels[:200]) if args.quick else (uci.images, uci.labels)
-        uci_card = {"source": uci.source, "sha256": uci.sha256, "train": len(uci_digits[1]),
-                    "renderings": args.uci_renderings, "sizes": list(UCI_SIZES)}
     training_fonts, evaluation_fonts = glyphs.font_files(evaluation=False), glyphs.font_files(evaluation=True)
     started = time.time()
-    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed, uci_digits,
-                                          args.uci_renderings)
+    uci_rendered, uci_card = None, None
+    if uci:
+        uci_digits = (uci.images[:200], uci.labels[:200]) if args.quick else (uci.images, uci.labels)
+        uci_rendered = uci_pictures(uci_digits, args.uci_renderings, np.random.default_rng(args.seed + 5))
+        uci_card = {"source": uci.source, "sha256": uci.sha256, "train": len(uci_digits[1]),
+                    "renderings": args.uci_renderings, "sizes": list(UCI_SIZES)}
+    train_images, y_train = with_refusals(digits, labels, args.non_digits, training_fonts, args.seed, uci_rendered)
     if not args.reader_only:
         val_images, y_val = with_refusals(val_digits, val_labels, args.non_digits // 8, training_fonts, args.seed + 1)
         test_images, y_test = with_refusals(frame_digits(data.x_test), data.y_test, args.non_digits // 8,
