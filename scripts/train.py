@@ -72,6 +72,10 @@ def parse_args(argv):
     parser.add_argument("--reader-numbers", type=int, default=14000,
                         help="numbers of touching training digits whose candidates the reader learns (%(default)s)")
     parser.add_argument("--reader-epochs", type=int, default=3)
+    parser.add_argument("--reader-pictures", type=int,
+                        help="of the classifier's training pictures, how many the reader also trains on, at random, "
+                             "so that it keeps reading whole digits and refusing (default: all; see docs/reading.md "
+                             "for what fewer cost)")
     parser.add_argument("--reader-only", action="store_true",
                         help="train the reader alone, from the classifier at --output, and update the card")
     parser.add_argument("--seed", type=int, default=1)
@@ -310,16 +314,19 @@ def train_classifier(args, data, uci_card, training, validation, test, fonts):
 def train_reader(args, training_candidates, validation_candidates, classifier_pictures):
     """Train the reader: the classifier at `args.output`, trained on with `training_candidates`, the candidates
     the segmenter cuts out of numbers of touching training digits (scripts/candidates.py), and their classes,
-    beside the classifier's own pictures; write it beside the classifier and describe it in the card. Its
-    temperature is fitted on `validation_candidates`, candidates of validation digits."""
+    beside the classifier's own pictures (`args.reader_pictures` of them, or all); write it beside the
+    classifier and describe it in the card. Its temperature is fitted on `validation_candidates`, candidates of
+    validation digits."""
     import keras
     import tensorflow as tf
     from keras import layers
 
     rng = np.random.default_rng(args.seed + 3)
     (pieces, piece_labels), (val_pieces, val_labels) = training_candidates, validation_candidates
-    images = np.concatenate([classifier_pictures[0], pieces])
-    labels = np.concatenate([classifier_pictures[1], piece_labels])
+    count = len(classifier_pictures[1])
+    kept = np.arange(count) if args.reader_pictures is None else rng.permutation(count)[: args.reader_pictures]
+    images = np.concatenate([classifier_pictures[0][kept], pieces])
+    labels = np.concatenate([classifier_pictures[1][kept], piece_labels])
     order = rng.permutation(len(images))
     x_train, x_val = to_model_input(images[order]), to_model_input(val_pieces)
     batches = tf.data.Dataset.from_tensor_slices((x_train, labels[order])).shuffle(len(x_train), seed=args.seed)
@@ -350,6 +357,7 @@ def train_reader(args, training_candidates, validation_candidates, classifier_pi
         "trained_at": f"{trained_at:%Y-%m-%dT%H:%M:%SZ}",
         "from": f"the classifier (sha256 {card['sha256'][:12]}...), trained on for {args.reader_epochs} more epochs",
         "numbers": args.reader_numbers,
+        "classifier_pictures": len(kept),
         "spacing": list(candidates.SPACING),
         "candidates": {split: {name: int(np.sum(kinds == index)) for index, name in
                                [*((d, str(d)) for d in range(10)), (NOT_A_DIGIT, "not_a_digit"),

@@ -32,8 +32,9 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
 
 def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_matches(tmp_path):
     output = tmp_path / "quick" / "model.h5"
-    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2", "--output",
-                             str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2",
+                             "--reader-pictures", "1000", "--output", str(output)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(output.with_name("model.json").read_text())
     assert card["sha256"] == sha256_of(output)
@@ -46,6 +47,7 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600, "several_digits": 300}
+    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 3,300, beside the candidates
     assert 0.5 <= card["refusal"]["threshold"] <= 1
     assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
 
