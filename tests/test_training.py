@@ -30,11 +30,18 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
     assert mnist.sha256 == mnist_data.PICKLE_SHA256
 
 
-def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_matches(tmp_path):
-    output = tmp_path / "quick" / "model.h5"
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """scripts/train.py --quick, its reader trained on 1,000 of the classifier's pictures: (output, result)."""
+    output = tmp_path_factory.mktemp("quick") / "model.h5"
     result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2",
                              "--reader-pictures", "1000", "--output", str(output)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return output, result
+
+
+def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_matches(quick_run):
+    output, result = quick_run
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(output.with_name("model.json").read_text())
     assert card["sha256"] == sha256_of(output)
@@ -50,6 +57,22 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 3,300, beside the candidates
     assert 0.5 <= card["refusal"]["threshold"] <= 1
     assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
+
+
+def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_the_card(quick_run):
+    output, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = json.loads(output.with_name("model.json").read_text())
+    classifier = output.read_bytes()
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2", "--reader-only",
+                             "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads(output.with_name("model.json").read_text())
+    assert output.read_bytes() == classifier and card["sha256"] == before["sha256"]
+    assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5")) != before["reader"]["sha256"]
+    assert card["version"] != before["version"]
+    assert card["reader"]["classifier_pictures"] == 3300  # all of them, by default
+    assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
 
 
 def train(*arguments):
