@@ -171,10 +171,25 @@ def _has_alpha(image):
 
 
 def _ink_up(plane):
-    """Orient a luminance plane so that ink is high: MNIST's white on black, whatever was drawn with."""
+    """Orient a luminance plane so that ink is high: MNIST's white on black, whatever was drawn with.
+
+    The paper is the level most of the edges show, and ink what departs from it by more than the noise. A
+    small picture is often a scan cropped tight, its digit touching every edge (USPS's bold 0s and 2s): there
+    the paper is what most of the corners' pixels show, on one side of Otsu's threshold, and only where the
+    corners split evenly the edges' level, with the noise measured between neighbours, which ink covering
+    half the picture does not raise.
+    """
+    small = min(plane.shape) < SMALL_SIDE
+    if small and plane.max() > 0:
+        side = max(1, min(plane.shape) // 8)
+        corners = np.concatenate([plane[:side, :side], plane[:side, -side:], plane[-side:, :side],
+                                  plane[-side:, -side:]], axis=None)
+        dark = float(np.mean(corners < _otsu(plane, float(plane.max()))))
+        if dark != 0.5:
+            return plane if dark > 0.5 else 1 - plane
     ring = np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
     deviation = plane - _quantile(ring, 0.5)  # the edges are mostly paper, even when a digit is cropped tight
-    floor = 3 * _noise_sigma(deviation)
+    floor = 3 * (_paper_noise(plane) if small else _noise_sigma(deviation))
     brighter = np.maximum(deviation - floor, 0).sum()
     darker = np.maximum(-deviation - floor, 0).sum()
     return plane if brighter >= darker else 1 - plane

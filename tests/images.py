@@ -73,6 +73,28 @@ def draw_number(text, height=120, stroke=12, gap=0.35, ink=255, background=0, mo
     return image, boxes
 
 
+def pen_drawing(lines, size, stroke, margin=0.0, height=None):
+    """Polylines in a unit box (y downwards) drawn dark on white in a `size`-px square picture at 4x, then reduced
+    as a scanner would: `margin` of the side left blank around the box, `height` (a share) how tall it stands."""
+    big = 4 * size
+    image = Image.new("L", (big, big), 255)
+    pen = ImageDraw.Draw(image)
+    inner = big * (1 - 2 * margin)
+    tall = inner * (height or 1)
+    top = (big - tall) / 2
+    for line in lines:
+        points = [(big * margin + x * inner, top + y * tall) for x, y in line]
+        pen.line(points, fill=0, width=4 * stroke, joint="curve")
+        for x, y in (points[0], points[-1]):
+            pen.ellipse((x - 2 * stroke, y - 2 * stroke, x + 2 * stroke, y + 2 * stroke), fill=0)
+    return image.resize((size, size), Image.Resampling.BOX)
+
+
+def ring(cx=0.5, cy=0.5, rx=0.42, ry=0.45, points=48):
+    angles = np.linspace(0, 2 * np.pi, points)
+    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+
+
 def mnist_style(digit):
     """A 28x28 white-on-black digit about 20 px tall, as in MNIST."""
     return draw_digit(digit, (28, 28), 19, 2).filter(ImageFilter.GaussianBlur(0.5))

@@ -4,12 +4,12 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from app import DEFAULTS
 from app.preprocessing import (ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, preprocess,
                                to_model_input)
-from tests.images import draw_digit, encode, paper_photo, png_header_only
+from tests.images import draw_digit, encode, paper_photo, pen_drawing, png_header_only, ring
 
 LIMIT = DEFAULTS["MAX_IMAGE_PIXELS"]
 
@@ -189,3 +189,21 @@ def test_too_many_pixels_are_refused_before_decoding():
         decode(png_header_only(40_000, 40_000), LIMIT)
     with pytest.raises(ImageTooLarge):
         decode(encode(white_on_black()), 280 * 280 - 1)
+
+
+BOLD_FILLING_16PX = {  # strokes 3 px wide touching every edge, as USPS scanned and stretched its digits
+    0: [ring(rx=0.47, ry=0.49)],
+    2: [[(0.05, 0.3), (0.2, 0.06), (0.5, 0.0), (0.85, 0.1), (0.92, 0.32), (0.7, 0.55), (0.05, 0.97), (0.97, 0.97)]],
+    8: [ring(0.5, 0.26, 0.4, 0.25), ring(0.5, 0.73, 0.47, 0.26)],
+}
+
+
+@pytest.mark.parametrize("digit", BOLD_FILLING_16PX)
+def test_a_bold_digit_filling_its_small_frame_is_framed_alike_whatever_its_polarity(digit):
+    """Ink that touches every edge and covers half the picture: the edges are no guide to which level is the
+    paper; the corners are."""
+    picture = pen_drawing(BOLD_FILLING_16PX[digit], 16, 3)
+    dark_on_light = preprocess(encode(picture), 10**6)
+    light_on_dark = preprocess(encode(ImageOps.invert(picture)), 10**6)
+    np.testing.assert_allclose(dark_on_light, light_on_dark, atol=2)  # to a grey level or two of rounding
+    assert (dark_on_light > 128).mean() < 0.5  # the strokes are the ink, not the paper around them

@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 
 from app.predictor import Predictor
-from scripts import mnist_data, optdigits_data
+from scripts import evaluate, handwriting_data, mnist_data, optdigits_data
 from scripts import train as train_script
 from scripts.calibration import expected_calibration_error
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
+from tests.images import draw_digit
+from tests.servers import running
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,16 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
     assert mnist.sha256 == mnist_data.PICKLE_SHA256
 
 
+# Every source of many hands, each capped by --quick at a few hundred pictures.
+MANY_HANDS = ["--uci-renderings", "2", "--font-digits", "24000", "--uploaded-digits", "15000", "--font-letters", "6000",
+              "--doodles"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """scripts/train.py --quick, its reader trained on 1,000 of the classifier's pictures: (output, result)."""
     output = tmp_path_factory.mktemp("quick") / "model.h5"
-    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2",
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", *MANY_HANDS,
                              "--reader-pictures", "1000", "--output", str(output)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     return output, result
@@ -49,13 +56,21 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5"))
     assert card["version"].split("-")[1] not in (card["sha256"][:8], card["reader"]["sha256"][:8])  # names both
     assert card["quick"] is True and card["data"]["uci_digits"]["train"] == 200
-    assert card["data"]["train"] == 2000 + 200 * 2  # MNIST's digits, and the UCI ones rendered twice each
+    assert card["data"]["train"] == 2000  # MNIST's digits, beside the other sources:
+    assert card["data"]["sources"]["train"] == {
+        "mnist": 2000, "uci": 200 * 2, "font_digits": 300, "mnist_uploaded": 200,  # digits
+        "strokes_and_symbols": 600, "font_letters": 100, "doodles": 300, "several_digits": 300}  # to refuse
+    assert set(card["by_source"]["test"]) == {"mnist", "font_digits", "mnist_uploaded", "strokes_and_symbols",
+                                              "font_letters", "held_out_doodles", "several_digits"}
+    assert not set(card["data"]["doodles"]["categories"]) & set(card["data"]["doodles"]["held_out_for_the_test"])
+    assert card["data"]["handwriting_fonts"]["test"] == [f"{family}-latin-400-normal.woff" for family in
+                                                         ("kristi", "neucha", "schoolbell", "zeyada")]
     assert output.with_name("confusion.png").stat().st_size > 10_000
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
     assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600, "several_digits": 300}
-    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 3,300, beside the candidates
+    assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600 + 100 + 300, "several_digits": 300}
+    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,200, beside the candidates
     assert 0.5 <= card["refusal"]["threshold"] <= 1
     assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
 
@@ -66,15 +81,42 @@ def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_
     output = shutil.copytree(trained.parent, tmp_path / "models") / trained.name  # the quick run's own stay as written
     before = json.loads(output.with_name("model.json").read_text())
     classifier = output.read_bytes()
-    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--uci-renderings", "2", "--reader-only",
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", *MANY_HANDS, "--reader-only",
                              "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(output.with_name("model.json").read_text())
     assert output.read_bytes() == classifier and card["sha256"] == before["sha256"]
     assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5")) != before["reader"]["sha256"]
     assert card["version"] != before["version"]
-    assert card["reader"]["classifier_pictures"] == 3300  # all of them, by default
+    assert card["reader"]["classifier_pictures"] == 4200  # all of them, by default
     assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
+
+
+def test_the_card_records_what_evaluate_measures_on_real_pictures_of_the_model_it_describes(quick_run, tmp_path):
+    """scripts/evaluate.py --card writes its per-kind scores into the card of the model served, and no other."""
+    trained, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = shutil.copytree(trained.parent, tmp_path / "models") / trained.name
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rows = [(draw_digit(digit, (28, 28), 20, 2, ink=0, background=255), str(digit), "one-digit-scan-28px")
+            for digit in range(10)] + [(draw_digit("H", (64, 64), 50, 5, ink=0, background=255), "", "non-letter")]
+    (scans / "labels.csv").write_text("file,label,kind,source\n" + "".join(
+        f"{number}.png,{label},{kind},drawn by the test\n" for number, (_, label, kind) in enumerate(rows)))
+    for number, (picture, _, _) in enumerate(rows):
+        picture.save(scans / f"{number}.png")
+    committed = shutil.copy(ROOT / "model" / "model.json", tmp_path / "committed.json")
+    measured = tmp_path / "measured.json"
+    with running(MODEL_PATH=str(output)) as (port, _):
+        url = f"http://127.0.0.1:{port}"
+        arguments = ["--set", str(scans), "--url", url, "--sheet", str(tmp_path / "misses.png")]
+        assert evaluate.main([*arguments, "--json", str(measured), "--card", str(output.with_name("model.json"))]) == 0
+        assert evaluate.main([*arguments, "--card", str(committed)]) == 2  # a card of another model
+    card = json.loads(output.with_name("model.json").read_text())
+    scores = json.loads(measured.read_text())["scores"]
+    assert card["real_handwriting"]["scans"]["scores"] == scores
+    assert set(scores) == {"/recognize.json", "/read.json"} and scores["/recognize.json"]["one-digit-scan-28px"]["images"] == 10
+    assert "real_handwriting" not in json.loads(committed.read_text())
 
 
 def train(*arguments):
@@ -140,13 +182,18 @@ def test_the_uci_training_digits_are_the_30_writers_split_and_none_is_an_evaluat
 
 def test_the_training_pictures_are_the_same_whatever_the_number_of_processes(mnist, monkeypatch):
     """Drawn in chunks of their own seeds: a retrain on another machine draws the same pictures."""
-    fonts = train_script.glyphs.font_files(evaluation=False)
-    first = train_script.with_refusals(mnist.x_train[:50], mnist.y_train[:50], 24, fonts, 7)
+    fonts = (train_script.glyphs.font_files(evaluation=False), handwriting_data.font_files(evaluation=False))
+    counts = {"non_digits": 24, "font_digits": 20, "font_letters": 8, "uploaded": 16}
+    first = train_script.split_pictures(mnist.x_train[:50], mnist.y_train[:50], counts, fonts, 7)
     monkeypatch.setattr(train_script.os, "sched_getaffinity", lambda pid: {0})
-    again = train_script.with_refusals(mnist.x_train[:50], mnist.y_train[:50], 24, fonts, 7)
-    np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1], again[1])
-    assert np.bincount(first[1]).tolist()[10:] == [24, 12]
+    again = train_script.split_pictures(mnist.x_train[:50], mnist.y_train[:50], counts, fonts, 7)
+    for array, same in zip(first, again):
+        np.testing.assert_array_equal(array, same)
+    assert np.bincount(first[1]).tolist()[10:] == [24 + 8, 12]
+    sources, their_counts = np.unique(first[2], return_counts=True)
+    assert dict(zip(sources.tolist(), their_counts.tolist())) == {
+        "mnist": 50, "strokes_and_symbols": 24, "several_digits": 12, "font_digits": 20, "font_letters": 8,
+        "mnist_uploaded": 16}
 
 
 def test_a_pickle_that_builds_anything_but_arrays_is_refused():
