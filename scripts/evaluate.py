@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
 
+from scripts import model_card  # noqa: E402
 from scripts.calibration import expected_calibration_error  # noqa: E402
 from scripts.make_eval_set import ENDPOINTS  # noqa: E402
 from scripts.mnist_data import DEFAULT_CACHE  # noqa: E402
@@ -197,7 +198,7 @@ def record_in_card(card_path, name, summary, served_version):
     card.setdefault("real_handwriting", {})[name] = {"measured_by": "scripts/evaluate.py", "answers": summary["answers"],
                                                      "scores": summary["scores"]}
     card["real_handwriting"] = dict(sorted(card["real_handwriting"].items()))
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    model_card.write_card(card_path, card)
     return None
 
 

@@ -499,12 +499,13 @@ def main(argv=None):
                     "renderings": args.uci_renderings, "sizes": list(UCI_SIZES)}
     if doodles is not None:
         images, categories = doodles
-        validation = np.arange(len(images)) % 10 == 9  # each category's every tenth drawing
-        framed = frame_digits(images)
-        training_doodles = np.flatnonzero(~validation)[: 300 if args.quick else None]
-        extra.append(("doodles", framed[training_doodles], np.full(len(training_doodles), NOT_A_DIGIT)))
-        validation_doodles = np.flatnonzero(validation)[: 100 if args.quick else None]
-        val_extra.append(("doodles", framed[validation_doodles], np.full(len(validation_doodles), NOT_A_DIGIT)))
+        every_tenth = np.arange(len(images)) % 10 == 9  # each category's every tenth drawing, for validation
+        training_doodles = np.flatnonzero(~every_tenth)[: 300 if args.quick else None]
+        extra.append(("doodles", frame_digits(images[training_doodles]),
+                      np.full(len(training_doodles), NOT_A_DIGIT)))
+        validation_doodles = np.flatnonzero(every_tenth)[: 100 if args.quick else None]
+        val_extra.append(("doodles", frame_digits(images[validation_doodles]),
+                          np.full(len(validation_doodles), NOT_A_DIGIT)))
         test_extra.append(("held_out_doodles", frame_digits(held_out_doodles[0]),
                            np.full(len(held_out_doodles[0]), NOT_A_DIGIT)))
         doodles_card = {"source": "@".join(handwriting_data.QUICKDRAW[:2]), "sha256": handwriting_data.QUICKDRAW[2],

@@ -1,5 +1,6 @@
 """Test pictures made in code: digits drawn as pen strokes, rendered the ways users send them."""
 
+import csv
 import io
 import struct
 import zlib
@@ -145,3 +146,15 @@ def png(width, height, rows, bits=1):
 def png_header_only(width, height):
     """A few hundred bytes that claim to be a huge 1-bit PNG: a decompression bomb's shape."""
     return png(width, height, zlib.compress(b"\x00" * (width // 8 + 1) * 8))
+
+
+def write_set(folder, header, rows):
+    """`folder` with one PNG and one labels.csv line per row (picture, the columns after `file`)."""
+    folder.mkdir()
+    with open(folder / "labels.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for number, (picture, *columns) in enumerate(rows):
+            (folder / f"{number}.png").write_bytes(encode(picture))
+            writer.writerow([f"{number}.png", *columns])
+    return folder

@@ -2,13 +2,12 @@
 file,label,kind,source) is scored kind by kind, each picture at the endpoint its label calls for, and the
 evaluation set's layout (file,category,expected,note) as before. The pictures are drawn here."""
 
-import csv
 import json
 
 import pytest
 
 from scripts import evaluate
-from tests.images import draw_digit, draw_number, encode, mnist_style
+from tests.images import draw_digit, draw_number, encode, mnist_style, write_set
 from tests.servers import running
 
 
@@ -16,18 +15,6 @@ from tests.servers import running
 def url():
     with running() as (port, _):
         yield f"http://127.0.0.1:{port}"
-
-
-def write_set(folder, header, rows):
-    """`folder` with one PNG and one labels.csv line per row (picture, the columns after `file`)."""
-    folder.mkdir()
-    with open(folder / "labels.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        for number, (picture, *columns) in enumerate(rows):
-            (folder / f"{number}.png").write_bytes(encode(picture))
-            writer.writerow([f"{number}.png", *columns])
-    return folder
 
 
 def scores(folder, url, tmp_path):

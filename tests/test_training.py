@@ -17,7 +17,7 @@ from scripts import train as train_script
 from scripts.calibration import expected_calibration_error
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
-from tests.images import draw_digit
+from tests.images import draw_digit, write_set
 from tests.servers import running
 
 
@@ -97,14 +97,10 @@ def test_the_card_records_what_evaluate_measures_on_real_pictures_of_the_model_i
     trained, first = quick_run
     assert first.returncode == 0, first.stderr[-3000:]
     output = shutil.copytree(trained.parent, tmp_path / "models") / trained.name
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    rows = [(draw_digit(digit, (28, 28), 20, 2, ink=0, background=255), str(digit), "one-digit-scan-28px")
-            for digit in range(10)] + [(draw_digit("H", (64, 64), 50, 5, ink=0, background=255), "", "non-letter")]
-    (scans / "labels.csv").write_text("file,label,kind,source\n" + "".join(
-        f"{number}.png,{label},{kind},drawn by the test\n" for number, (_, label, kind) in enumerate(rows)))
-    for number, (picture, _, _) in enumerate(rows):
-        picture.save(scans / f"{number}.png")
+    scans = write_set(tmp_path / "scans", ["file", "label", "kind", "source"], [
+        *((draw_digit(digit, (28, 28), 20, 2, ink=0, background=255), str(digit), "one-digit-scan-28px", "drawn")
+          for digit in range(10)),
+        (draw_digit("H", (64, 64), 50, 5, ink=0, background=255), "", "non-letter", "drawn")])
     committed = shutil.copy(ROOT / "model" / "model.json", tmp_path / "committed.json")
     committed_card = committed.read_bytes()
     measured = tmp_path / "measured.json"
