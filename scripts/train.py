@@ -573,11 +573,13 @@ def main(argv=None):
                                               "train": [path.name for path in training_fonts[1]],
                                               "test": [path.name for path in evaluation_fonts[1]],
                                               "left_out": handwriting_data.DROPPED_FONTS} if training_fonts[1] else None,
-                        "other_alphabets": {alphabet: {split: sorted(f"{Path(font).name}: {letters}" for font, letters
-                                                                     in fonts[2].get(alphabet, []))
+                        "other_alphabets": {alphabet: {split: sorted(
+                                                           f"{Path(font).name}: {len(letters)} of {len(wanted)} letters"
+                                                           for font, letters in fonts[2].get(alphabet, []))
                                                        for split, fonts in [("train", training_fonts),
                                                                             ("test", evaluation_fonts)]}
-                                            for alphabet in sorted(alphabets[0])} if alphabets[0] else None,
+                                            for alphabet, wanted in handwriting_data.OTHER_ALPHABETS.items()}
+                        if alphabets[0] else None,
                         "fonts": {"train": [path.name for path in training_fonts[0]],
                                   "test": [path.name for path in evaluation_fonts[0]]}}
         train_classifier(args, data, sources_card, training, validation, test)

@@ -71,9 +71,11 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     probabilities = Predictor.load(output).predict(np.zeros((3, 28, 28), dtype=np.uint8))
     assert probabilities.shape == (3, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert set(card["data"]["other_alphabets"]) == {"cyrillic", "greek", "devanagari", "hangul"}
+    assert set(card["data"]["other_alphabets"]) == set(handwriting_data.OTHER_ALPHABETS)
     assert card["data"]["other_alphabets"]["cyrillic"]["test"] == [
-        "neucha-cyrillic-400-normal.woff: " + handwriting_data.OTHER_ALPHABETS["cyrillic"]]  # a font held out
+        "neucha-cyrillic-400-normal.woff: 29 of 29 letters"]  # a font held out
+    assert card["data"]["other_alphabets"]["hangul_syllables"]["train"] == [
+        "nanum-pen-script-korean-400-normal.woff: 11172 of 11172 letters"]
     assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600 + 100 + 100 + 300, "several_digits": 300}
     assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,400, beside the candidates
     assert 0.5 <= card["refusal"]["threshold"] <= 1
