@@ -43,10 +43,13 @@ def drawn_characters(font_path, characters):
     """Those of `characters` that the font at `font_path` draws: a subset file draws the rest as its missing-glyph
     box, the same picture for each."""
     font = ImageFont.truetype(str(font_path), 40)
-    missing = font.getmask("\ue000")  # a private-use character: no font here draws one
-    missing = (bytes(missing), missing.size)
-    return "".join(character for character in characters
-                   if (lambda mask: (bytes(mask), mask.size))(font.getmask(character)) != missing)
+
+    def drawing(character):
+        mask = font.getmask(character)
+        return bytes(mask), mask.size
+
+    missing = drawing("\ue000")  # a private-use character: no font here draws one
+    return "".join(character for character in characters if drawing(character) != missing)
 
 
 def continental(picture, digit, rng):
