@@ -24,9 +24,10 @@ def scores(folder, url, tmp_path):
     assert sheet.exists()
     scores = json.loads(summary.read_text())["scores"]
     for name, category in scores.get("/recognize.json", {}).items():  # single digits: their calibration error too
-        assert ("ece_15_bins" in category) == (name.startswith("one-digit") or name == "mnist")
+        single = name.startswith("one-digit") or name == "mnist"
+        assert ("ece_15_bins" in category) == single == ("calibration_bins" in category)
         assert 0 <= category.pop("ece_15_bins", 0) <= 1
-        assert sum(count for count, _, _ in category.pop("calibration_bins", [])) in (0, category["images"])
+        assert sum(count for count, _, _ in category.pop("calibration_bins", [])) == (category["images"] if single else 0)
     return scores
 
 
