@@ -139,11 +139,16 @@ def stroke_drawing(lines, rng, side=112):
     for line in lines:
         points = np.asarray(line, dtype=np.float64) - 0.5
         points = points @ transform.T + rng.normal(0, 0.025, points.shape)
-        points = [(side + x * side, side + y * side) for x, y in points]
-        pen.line(points, fill=255, width=width, joint="curve")
-        for x, y in (points[0], points[-1]):
-            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+        pen_line(pen, [(side + x * side, side + y * side) for x, y in points], width)
     return _cropped(np.asarray(image))
+
+
+def pen_line(pen, points, width):
+    """A polyline through `points` drawn in ink (255) by `pen` (an ImageDraw) as a pen draws it: `width` px
+    wide, its joints and both ends round."""
+    pen.line(points, fill=255, width=width, joint="curve")
+    for x, y in (points[0], points[-1]):
+        pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
 
 
 def font_glyph(character, font, rng):

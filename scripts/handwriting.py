@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
+from scripts import glyphs
+
 # What `as_uploaded` does, and how often: the rest of the time the picture is left as it is.
 UPLOAD_EFFECTS = ("low_resolution", "blur_and_jpeg", "fills_frame", "bold", "thin")
 UNCHANGED_SHARE = 0.4
@@ -71,10 +73,7 @@ def continental(picture, digit, rng):
     draw = ImageDraw.Draw(canvas)
 
     def stroke(start, end):
-        points = [(x + offset[0], y + offset[1]) for x, y in (start, end)]
-        draw.line(points, fill=255, width=width)
-        for x, y in points:  # round ends, as a pen's
-            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+        glyphs.pen_line(draw, [(x + offset[0], y + offset[1]) for x, y in (start, end)], width)
 
     if digit == 1:
         x_top = float(cols[rows <= top + 2 * scale].mean())

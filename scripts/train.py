@@ -11,11 +11,11 @@ Europe writes them (scripts/handwriting.py), the UCI optical digits' training sp
 not have, scripts/optdigits_data.py) and digits drawn in handwriting fonts as a pen would
 (scripts/handwriting_data.py). Besides the ten digits the network learns two classes to refuse: "not a
 digit" (letters, symbols, shapes and scribbles from scripts/glyphs.py, letters in the handwriting fonts and
-of other alphabets, people's QuickDraw doodles) and "several digits" (numbers written with MNIST digits). Everything comes from the
-package registries, sha256-checked. The 10,000 MNIST test digits, and pictures drawn in fonts and doodle
-categories training never used, serve for nothing but the final report; every choice (the temperature and
-the refusal threshold included) is made on a validation split drawn from every training source. The
-pictures are drawn in a process per core before Keras starts.
+of other alphabets, people's QuickDraw doodles) and "several digits" (numbers written with MNIST digits).
+Everything comes from the package registries, sha256-checked. The 10,000 MNIST test digits, and pictures
+drawn in fonts and doodle categories training never used, serve for nothing but the final report; every
+choice (the temperature and the refusal threshold included) is made on a validation split drawn from every
+training source. The pictures are drawn in a process per core before Keras starts.
 """
 
 import argparse
@@ -85,8 +85,8 @@ def parse_args(argv):
     parser.add_argument("--font-letters", type=int, default=0,
                         help="letters and symbols drawn in the handwriting fonts, to refuse (%(default)s)")
     parser.add_argument("--alphabet-letters", type=int, default=0,
-                        help="letters of other alphabets (Cyrillic, Greek, Devanagari, Hangul) drawn in the handwriting "
-                             "fonts, to refuse")
+                        help="letters of other alphabets (Cyrillic, Greek, Devanagari, Korean, kana) drawn in "
+                             "handwriting fonts, to refuse")
     parser.add_argument("--continental-digits", type=int, default=0,
                         help="MNIST's 1s and 7s written as much of Europe writes them: a 1 with a long up-stroke, "
                              "a 7 crossed")
@@ -233,6 +233,18 @@ def _alphabets(fonts):
         letters = handwriting.drawn_characters(path, handwriting_data.OTHER_ALPHABETS[alphabet])
         by_alphabet.setdefault(alphabet, []).append((str(path), letters))
     return by_alphabet
+
+
+def _alphabets_card(training, evaluation):
+    """For the card, of `_alphabets`' training and test fonts: {alphabet: {"train": [...], "test": [...]}}, each
+    font file with how many of its alphabet's letters it draws."""
+    def described(fonts, alphabet):
+        wanted = len(handwriting_data.OTHER_ALPHABETS[alphabet])
+        return sorted(f"{Path(font).name}: {len(letters)} of {wanted} letters"
+                      for font, letters in fonts.get(alphabet, []))
+
+    return {alphabet: {"train": described(training, alphabet), "test": described(evaluation, alphabet)}
+            for alphabet in handwriting_data.OTHER_ALPHABETS}
 
 
 def uci_pictures(uci_digits, renderings, rng):
@@ -573,13 +585,7 @@ def main(argv=None):
                                               "train": [path.name for path in training_fonts[1]],
                                               "test": [path.name for path in evaluation_fonts[1]],
                                               "left_out": handwriting_data.DROPPED_FONTS} if training_fonts[1] else None,
-                        "other_alphabets": {alphabet: {split: sorted(
-                                                           f"{Path(font).name}: {len(letters)} of {len(wanted)} letters"
-                                                           for font, letters in fonts[2].get(alphabet, []))
-                                                       for split, fonts in [("train", training_fonts),
-                                                                            ("test", evaluation_fonts)]}
-                                            for alphabet, wanted in handwriting_data.OTHER_ALPHABETS.items()}
-                        if alphabets[0] else None,
+                        "other_alphabets": _alphabets_card(*alphabets) if alphabets[0] else None,
                         "fonts": {"train": [path.name for path in training_fonts[0]],
                                   "test": [path.name for path in evaluation_fonts[0]]}}
         train_classifier(args, data, sources_card, training, validation, test)
