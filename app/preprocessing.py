@@ -27,6 +27,10 @@ PAPER_PERCENTILE = 5  # the paper's level is read this far up the (ink-up) histo
 GRID = 16  # cells along the longest side of a large picture, over which its lighting may vary
 LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
 OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
+LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height, less a margin above and below
+LINE_MARGIN = 2
+LINE_INK = 0.2  # ink-map level that counts as ink when a line is cropped to its ink
+LINE_WIDTHS = (128, 256, 512)  # lines are padded to one of these widths; a wider one is squeezed to the last
 # The formats the service reads. Pillow's other decoders are rarely needed attack surface, and its EPS
 # reader runs Ghostscript on the upload wherever Ghostscript is installed.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
@@ -120,6 +124,33 @@ def frame_digit(ink):
         scale = BOX / max(crop.shape)
     scaled = np.maximum(_resize(crop, scale), 0)
     return _centre_by_mass(scaled / scaled.max())  # stroke cores at full brightness, as in MNIST
+
+
+def frame_line(ink):
+    """A line's float ink map (1.0 = ink) cropped to its ink and scaled so that the ink is LINE_HEIGHT less two
+    margins tall, as uint8 (LINE_HEIGHT, width), ink high; squeezed to the widest of LINE_WIDTHS if wider."""
+    ink = np.fmin(np.fmax(np.asarray(ink, dtype=np.float32), 0), 1)
+    rows, cols = _extent(ink >= LINE_INK)
+    if rows is None:
+        raise NoDigit("the image has no ink: write or photograph a number")
+    crop = ink[rows, cols]
+    tall = LINE_HEIGHT - 2 * LINE_MARGIN
+    wide = min(max(1, round(crop.shape[1] * tall / crop.shape[0])), LINE_WIDTHS[-1] - 2 * LINE_MARGIN)
+    resample = Image.Resampling.BOX if crop.shape[0] > tall else Image.Resampling.BILINEAR
+    scaled = np.maximum(_pixels(_float_image(crop).resize((wide, tall), resample), np.float32), 0)
+    framed = np.zeros((LINE_HEIGHT, wide + 2 * LINE_MARGIN), dtype=np.float32)
+    framed[LINE_MARGIN:-LINE_MARGIN, LINE_MARGIN:-LINE_MARGIN] = scaled / max(float(scaled.max()), 1e-6)
+    return np.rint(framed * 255).astype(np.uint8)
+
+
+def padded_lines(lines):
+    """uint8 lines of frame_line as the line reader's float32 input (n, LINE_HEIGHT, width, 1), all padded on the
+    right to the narrowest of LINE_WIDTHS that holds the widest."""
+    width = next(width for width in LINE_WIDTHS if width >= max(line.shape[1] for line in lines))
+    batch = np.zeros((len(lines), LINE_HEIGHT, width, 1), dtype=np.float32)
+    for row, line in zip(batch, lines):
+        row[:, : line.shape[1], 0] = line * np.float32(1 / 255)
+    return batch
 
 
 def frame_digits(digits):

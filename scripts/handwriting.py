@@ -187,3 +187,28 @@ def _cropped_image(image, margin):
         return None
     left, top, right, bottom = box
     return image.crop((max(left - margin, 0), max(top - margin, 0), right + margin, bottom + margin))
+
+
+def pen_path(points, aspect, rng):
+    """A digit from a tablet's pen path (`points`, (n, 2): x right, y up) as uint8 ink: `aspect` times as wide as
+    it is tall, a smooth curve through the points (Catmull-Rom), slanted and tilted a little, drawn with a pen
+    from fine to bold."""
+    points = np.asarray(points, dtype=np.float64)
+    points = (points - points.min(axis=0)) / np.maximum(np.ptp(points, axis=0), 1e-6) * [aspect, -1]
+    shear, angle = rng.uniform(-0.25, 0.15), np.radians(rng.uniform(-8, 8))
+    points = points @ np.array([[1, 0], [shear, 1]]) @ np.array([[np.cos(angle), np.sin(angle)],
+                                                                  [-np.sin(angle), np.cos(angle)]])
+    padded = np.vstack([points[:1], points, points[-1:]])
+    steps = np.linspace(0, 1, 8, endpoint=False)[:, None]
+    curve = [padded[1]]
+    for before, start, end, after in zip(padded, padded[1:], padded[2:], padded[3:]):
+        curve.extend(0.5 * (2 * start + (end - before) * steps + (2 * before - 5 * start + 4 * end - after) * steps ** 2
+                            + (3 * start - before - 3 * end + after) * steps ** 3)[1:])
+        curve.append(end)
+    curve = np.array(curve)
+    height = 80
+    curve = (curve - curve.min(axis=0)) * (height / max(np.ptp(curve, axis=0).max(), 1e-6))
+    width = max(2, int(round(height * rng.uniform(0.06, 0.16))))
+    image = Image.new("L", tuple(int(side) + 2 * width for side in np.ptp(curve, axis=0) + 1), 0)
+    glyphs.pen_line(ImageDraw.Draw(image), [tuple(point) for point in curve + width], width)
+    return np.asarray(_cropped_image(image, margin=0))

@@ -5,17 +5,17 @@ model/model.json and model/confusion.png.
     python scripts/train.py --reader-only  # the reader alone, from the classifier in model/: about 15 minutes
     python scripts/train.py --quick        # 2,000 MNIST digits, at most a few hundred of each other source, one epoch
 
-Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The digits are MNIST's and,
-with the flags that docs/model.md describes, MNIST's as real uploads show them and its 1s and 7s as much of
-Europe writes them (scripts/handwriting.py), the UCI optical digits' training split (30 writers MNIST does
-not have, scripts/optdigits_data.py) and digits drawn in handwriting fonts as a pen would
-(scripts/handwriting_data.py). Besides the ten digits the network learns two classes to refuse: "not a
-digit" (letters, symbols, shapes and scribbles from scripts/glyphs.py, letters in the handwriting fonts and
-of other alphabets, people's QuickDraw doodles) and "several digits" (numbers written with MNIST digits).
-Everything comes from the package registries, sha256-checked. The 10,000 MNIST test digits, and pictures
-drawn in fonts and doodle categories training never used, serve for nothing but the final report; every
-choice (the temperature and the refusal threshold included) is made on a validation split drawn from every
-training source. The pictures are drawn in a process per core before Keras starts.
+Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The digits are MNIST's and, with
+the flags that docs/model.md describes, MNIST's as real uploads show them and its 1s and 7s as much of Europe
+writes them (scripts/handwriting.py), the UCI optical digits' training split (30 writers MNIST does not have,
+scripts/optdigits_data.py), the pen paths of 44 more (scripts/pendigits_data.py) and digits drawn in
+handwriting fonts as a pen would (scripts/handwriting_data.py). Besides the ten digits the network learns two
+classes to refuse: "not a digit" (letters, symbols, shapes and scribbles from scripts/glyphs.py, letters in the
+handwriting fonts and of other alphabets, people's QuickDraw doodles) and "several digits" (numbers written
+with MNIST digits). Everything comes from the package registries, sha256-checked. The 10,000 MNIST test digits,
+and pictures drawn in fonts and doodle categories training never used, serve for nothing but the final report;
+every choice (the temperature and the refusal threshold included) is made on a validation split drawn from
+every training source. The pictures are drawn in a process per core before Keras starts.
 """
 
 import argparse
@@ -43,6 +43,7 @@ from scripts.calibration import (expected_calibration_error, fit_refusal_thresho
                                  softmax)
 from scripts.mnist_data import DEFAULT_CACHE, VALIDATION_SIZE, DataError, load_mnist  # noqa: E402
 from scripts.optdigits_data import load_optdigits_training, upscaled  # noqa: E402
+from scripts.pendigits_data import ONE_STROKE_DIGITS, load_pendigits  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 CHUNKS = 8  # pictures are drawn in this many chunks, each from its own seed: the same ones on any number of cores
@@ -90,6 +91,12 @@ def parse_args(argv):
     parser.add_argument("--continental-digits", type=int, default=0,
                         help="MNIST's 1s and 7s written as much of Europe writes them: a 1 with a long up-stroke, "
                              "a 7 crossed")
+    parser.add_argument("--pen-digits", type=int, default=0,
+                        help="pictures drawn from the UCI pen-based digits' pen paths, 44 writers of Istanbul; its "
+                             "0, 1, 2, 3, 6, 8 and 9 only (scripts/pendigits_data.py)")
+    parser.add_argument("--refusal-prior", type=float, default=None, metavar="SHARE",
+                        help="the share of uploads that are to refuse, which the refusal classes' biases are moved "
+                             "to from the training pictures' share (default: the training pictures' share)")
     parser.add_argument("--doodles", action=argparse.BooleanOptionalAction, default=False,
                         help="refuse QuickDraw's doodles too: nine in ten of each category trained on, "
                              "the tenth for validation (default: no)")
@@ -256,6 +263,40 @@ def uci_pictures(uci_digits, renderings, rng):
     return np.stack(framed), np.tile(labels, renderings)
 
 
+def pen_pictures(pendigits, count, digits, labels, rng):
+    """`count` digits of `pendigits` at random, each drawn from its pen path (handwriting.pen_path) in the
+    proportions of one of `digits` of its class, shown as uploads show them and framed; and their labels."""
+    chosen = rng.integers(len(pendigits.labels), size=count)
+    aspects = ink_aspects(digits)
+    framed = []
+    for index in chosen:
+        same_class = np.flatnonzero(labels == pendigits.labels[index])
+        aspect = aspects[same_class[int(rng.integers(len(same_class)))]]
+        drawn = handwriting.pen_path(pendigits.paths[index], aspect, rng)
+        framed.append(frame_digit(handwriting.as_uploaded(drawn, rng) * np.float32(1 / 255)))
+    return np.stack(framed), pendigits.labels[chosen].astype(np.int64)
+
+
+def ink_aspects(pictures):
+    """Each picture's ink box, its width over its height."""
+    ink = np.asarray(pictures) > 64
+    columns, rows = ink.any(axis=1), ink.any(axis=2)
+
+    def span(lines):
+        return lines.shape[1] - lines.argmax(axis=1) - lines[:, ::-1].argmax(axis=1)
+
+    return span(columns) / np.maximum(span(rows), 1)
+
+
+def refusal_logit_shift(training_labels, refusal_prior):
+    """How much to lower the refusal classes' calibrated logits so that their prior is `refusal_prior` instead
+    of their share of `training_labels`: the log of the ratio of the two odds (0 without a prior)."""
+    if refusal_prior is None:
+        return 0.0
+    share = float(np.mean(np.asarray(training_labels) >= 10))
+    return float(np.log(share / (1 - share)) - np.log(refusal_prior / (1 - refusal_prior)))
+
+
 def split_pictures(digits, labels, counts, fonts, seed, extra=()):
     """One split: `digits` (n, 28, 28) and their labels; `counts["non_digits"]` framed pictures of no digit and
     half as many numbers made of `digits`; digits and letters in the handwriting fonts (`fonts`: machine fonts,
@@ -351,6 +392,14 @@ def train_classifier(args, data, sources_card, training, validation, test):
     # Calibrate and choose the refusal threshold on the validation split, then evaluate once on the test set.
     val_logits = model.predict(x_val, verbose=0)
     temperature = fit_temperature(val_logits, y_val)
+    # The refusal classes' prior is their share of the training pictures, far more than among uploads: lower their
+    # logits to the prior asked for, inside the last dense layer, where the service's network computes them.
+    shift = refusal_logit_shift(y_train, args.refusal_prior)
+    if shift:
+        weights, biases = model.layers[-1].get_weights()
+        biases[10:] -= shift * temperature
+        model.layers[-1].set_weights([weights, biases])
+        val_logits = model.predict(x_val, verbose=0)
     val_probabilities = softmax(val_logits, temperature)
     threshold = fit_refusal_threshold(val_probabilities, y_val, args.digit_refusals)
     shipped = keras.Sequential([model, layers.Rescaling(1 / temperature), layers.Softmax()], name="digit_recognizer")
@@ -401,6 +450,10 @@ def train_classifier(args, data, sources_card, training, validation, test):
                        "so the service's probabilities are the calibrated ones",
             "test_ece_15_bins_before": expected_calibration_error(softmax(test_logits)[digits_only, :10], digit_labels),
             "test_ece_15_bins_after": expected_calibration_error(digit_probabilities, digit_labels),
+            "refusal_prior": {"training_share": float(np.mean(y_train >= 10)), "assumed": args.refusal_prior,
+                              "logit_shift": shift,
+                              "applied": "the refusal classes' biases in the last dense layer lowered by "
+                                         "logit_shift x temperature, before the threshold was fitted"},
         },
         "refusal": {
             "classes": {str(index): code for index, code in REFUSALS.items()},
@@ -509,6 +562,7 @@ def main(argv=None):
     try:
         data = load_mnist(args.data, args.cache_dir)
         uci = load_optdigits_training(args.cache_dir) if args.uci_renderings else None
+        pendigits = load_pendigits(args.cache_dir) if args.pen_digits else None
         handwriting_fonts = ([handwriting_data.font_files(evaluation, args.cache_dir) for evaluation in (False, True)]
                              if args.font_digits or args.font_letters else [[], []])
         alphabets = [_alphabets(handwriting_data.alphabet_fonts(evaluation, args.cache_dir))
@@ -523,8 +577,8 @@ def main(argv=None):
     # Data: the last `validation_size` training digits are held out; test digits take the serving path. Each
     # split gets its own pictures of every source (numbers of its own digits, its own digits as uploads show them,
     # its own font digits and letters); the test's are drawn in fonts kept for evaluation, and its doodles are the
-    # categories held out for it. The UCI training digits, if any, are all trained on: the evaluation set reads
-    # the UCI test split.
+    # categories held out for it. The UCI training digits and the pen paths, if any, are all trained on: the
+    # evaluation set reads the UCI optical digits' test split.
     digits, labels = data.x_train[: -args.validation_size], data.y_train[: -args.validation_size]
     val_digits, val_labels = data.x_train[-args.validation_size :], data.y_train[-args.validation_size :]
     counts = {"non_digits": args.non_digits, "font_digits": args.font_digits, "font_letters": args.font_letters,
@@ -540,12 +594,18 @@ def main(argv=None):
     training_fonts = (glyphs.font_files(evaluation=False), handwriting_fonts[0], alphabets[0])
     evaluation_fonts = (glyphs.font_files(evaluation=True), handwriting_fonts[1], alphabets[1])
     started = time.time()
-    extra, val_extra, test_extra, uci_card, doodles_card = [], [], [], None, None
+    extra, val_extra, test_extra, uci_card, pen_card, doodles_card = [], [], [], None, None, None
     if uci:
         uci_digits = (uci.images[:200], uci.labels[:200]) if args.quick else (uci.images, uci.labels)
         extra.append(("uci", *uci_pictures(uci_digits, args.uci_renderings, np.random.default_rng(args.seed + 5))))
         uci_card = {"source": uci.source, "sha256": uci.sha256, "train": len(uci_digits[1]),
                     "renderings": args.uci_renderings, "sizes": list(UCI_SIZES)}
+    if pendigits:
+        count = min(args.pen_digits, 200) if args.quick else args.pen_digits
+        extra.append(("pen_digits", *pen_pictures(pendigits, count, digits, labels,
+                                                 np.random.default_rng(args.seed + 6))))
+        pen_card = {"source": pendigits.source, "sha256": pendigits.sha256, "writers": 44,
+                    "digits": list(ONE_STROKE_DIGITS), "paths": len(pendigits.labels), "train": count}
     if doodles is not None:
         images, categories = doodles
         every_tenth = np.arange(len(images)) % 10 == 9  # each category's every tenth drawing, for validation
@@ -580,7 +640,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     if not args.reader_only:
-        sources_card = {"uci_digits": uci_card, "doodles": doodles_card,
+        sources_card = {"uci_digits": uci_card, "pen_digits": pen_card, "doodles": doodles_card,
                         "handwriting_fonts": {"package_version": handwriting_data.FONTSOURCE_VERSION,
                                               "train": [path.name for path in training_fonts[1]],
                                               "test": [path.name for path in evaluation_fonts[1]],

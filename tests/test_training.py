@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from app.predictor import Predictor
-from scripts import evaluate, handwriting_data, mnist_data, optdigits_data
+from scripts import evaluate, handwriting, handwriting_data, mnist_data, optdigits_data, pendigits_data
 from scripts import train as train_script
-from scripts.calibration import calibration_bins, error_of_bins, expected_calibration_error
+from scripts.calibration import calibration_bins, error_of_bins, expected_calibration_error, softmax
 from scripts.model_card import sha256_of
 from tests.conftest import ROOT
 from tests.images import draw_digit, write_set
@@ -35,7 +35,8 @@ def test_the_mnist_copy_is_complete_and_exact(mnist):
 
 # Every source of many hands, each capped by --quick at a few hundred pictures.
 MANY_HANDS = ["--uci-renderings", "2", "--font-digits", "24000", "--uploaded-digits", "15000", "--font-letters", "6000",
-              "--alphabet-letters", "8000", "--continental-digits", "8000", "--doodles"]
+              "--alphabet-letters", "8000", "--continental-digits", "8000", "--pen-digits", "16000", "--doodles",
+              "--refusal-prior", "0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["data"]["train"] == 2000  # MNIST's digits, beside the other sources:
     assert card["data"]["sources"]["train"] == {
         "mnist": 2000, "uci": 200 * 2, "font_digits": 300, "mnist_uploaded": 200, "mnist_continental": 100,  # digits
+        "pen_digits": 200,
         "strokes_and_symbols": 600, "font_letters": 100, "other_alphabets": 100, "doodles": 300,  # to refuse
         "several_digits": 300}
     assert set(card["by_source"]["test"]) == {"mnist", "font_digits", "mnist_uploaded", "mnist_continental",
@@ -77,7 +79,12 @@ def test_quick_mode_writes_a_model_that_loads_and_predicts_and_a_card_that_match
     assert card["data"]["other_alphabets"]["hangul_syllables"]["train"] == [
         "nanum-pen-script-korean-400-normal.woff: 11172 of 11172 letters"]
     assert card["data"]["refusal_pictures"]["train"] == {"not_a_digit": 600 + 100 + 100 + 300, "several_digits": 300}
-    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,400, beside the candidates
+    assert card["reader"]["classifier_pictures"] == 1000  # of the classifier's 4,600, beside the candidates
+    assert card["data"]["pen_digits"]["train"] == 200 and card["data"]["pen_digits"]["digits"] == [0, 1, 2, 3, 6, 8, 9]
+    prior = card["calibration"]["refusal_prior"]
+    share = 1400 / 4600  # the pictures to refuse, of all the classifier trained on
+    assert prior["training_share"] == pytest.approx(share) and prior["assumed"] == 0.05
+    assert prior["logit_shift"] == pytest.approx(np.log(share / (1 - share) / (0.05 / 0.95)))
     assert 0.5 <= card["refusal"]["threshold"] <= 1
     assert "test" in result.stdout and "parameters" in result.stdout and "refusal threshold" in result.stdout
 
@@ -185,6 +192,41 @@ def test_a_tampered_cached_uci_wheel_is_one_clear_line(tmp_path, mnist):
     code, error = train("--cache-dir", str(tmp_path), "--uci-renderings", "2")
     assert code == 2
     assert_one_clear_line(error, "expected " + optdigits_data.CSV_SHA256, "delete it")
+
+
+def test_lowering_the_refusal_logits_by_the_shift_moves_their_prior_to_the_one_asked_for():
+    labels = np.repeat([3, 10, 11], [60, 25, 15])  # 40% of the training pictures are to refuse
+    logits = np.zeros((1, 12))
+    logits[0, 10:] = np.log(0.4 / 0.6 * 10 / 2)  # a picture the network puts at the training prior
+    assert softmax(logits)[0, 10:].sum() == pytest.approx(0.4)
+    for prior in (0.4, 0.05, 0.01):
+        shifted = logits - np.r_[np.zeros(10), np.full(2, train_script.refusal_logit_shift(labels, prior))]
+        assert softmax(shifted)[0, 10:].sum() == pytest.approx(prior)
+    assert train_script.refusal_logit_shift(labels, None) == 0
+
+
+def test_a_tampered_cached_pen_digits_wheel_is_one_clear_line(tmp_path, mnist):
+    (tmp_path / mnist_data.WHEEL_NAME).symlink_to(mnist_data.DEFAULT_CACHE / mnist_data.WHEEL_NAME)
+    with zipfile.ZipFile(tmp_path / optdigits_data.WHEEL_NAME, "w") as wheel:
+        wheel.writestr(pendigits_data.CSV_MEMBER, b"0,0,0\n")
+    code, error = train("--cache-dir", str(tmp_path), "--pen-digits", "100")
+    assert code == 2
+    assert_one_clear_line(error, "expected " + pendigits_data.CSV_SHA256, "delete it")
+
+
+def test_the_pen_digits_are_the_44_writers_one_stroke_digits_each_drawn_as_one_stroke_in_mnist_proportions(mnist):
+    pens = pendigits_data.load_pendigits()
+    assert np.bincount(pens.labels, minlength=10).tolist() == [1143, 1143, 1144, 1055, 0, 0, 1056, 0, 1055, 1055]
+    assert pens.paths.shape == (7651, 8, 2) and pens.paths.min() == 0 and pens.paths.max() == 100
+    rng = np.random.default_rng(0)
+    for index in range(0, 7651, 150):
+        drawn = handwriting.pen_path(pens.paths[index], 0.4, rng)
+        assert handwriting._pieces(drawn) == 1
+        assert drawn.shape[1] < 0.85 * drawn.shape[0]  # narrow as asked (and slanted), not square as stored
+    pictures, labels = train_script.pen_pictures(pens, 300, mnist.x_train[:5000], mnist.y_train[:5000], rng)
+    aspects = train_script.ink_aspects(pictures)
+    assert set(labels.tolist()) == set(pendigits_data.ONE_STROKE_DIGITS)
+    assert np.median(aspects[labels == 1]) < 0.6 < np.median(aspects[labels == 0])  # a 1 narrow, a 0 round
 
 
 def test_the_uci_training_digits_are_the_30_writers_split_and_none_is_an_evaluation_digit():

@@ -1,0 +1,105 @@
+"""The line reader's training lines (scripts/lines.py), its input (frame_line), reading its output, and
+scripts/train_lines.py end to end in quick mode."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from app.line_reader import ALPHABET, STEP, greedy_reading, text_of
+from app.preprocessing import LINE_HEIGHT, LINE_MARGIN, LINE_WIDTHS, NoDigit, frame_line, padded_lines
+from scripts import lines
+from scripts import train_lines as line_recipe
+from scripts.mnist_data import load_mnist
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def pool():
+    mnist = load_mnist()
+    return lines.digit_pool(mnist.x_train[:3000], mnist.y_train[:3000])
+
+
+def test_texts_are_numbers_as_people_write_them_and_sometimes_no_number():
+    rng = np.random.default_rng(0)
+    texts = [lines.text_of(rng) for _ in range(3000)]
+    assert all(set(text) <= set(ALPHABET) and len(text) <= lines.MAX_TEXT for text in texts)
+    assert all(text == " ".join(text.split()) for text in texts)  # single spaces, none at either end
+    assert all(sum(c.isdigit() for c in text) >= 1 for text in texts if text)  # a mark never stands alone
+    empty = sum(not text for text in texts) / len(texts)
+    assert 0.05 < empty < 0.15
+    for mark in ".,-/: ":
+        assert sum(mark in text for text in texts) > 60, mark
+    assert "".join(ALPHABET[c - 1] for c in lines.encoded("12/06") if c) == "12/06"
+
+
+def test_a_line_is_its_text_in_ink_and_the_same_for_the_same_seed(pool):
+    for seed in range(20):
+        text = lines.text_of(np.random.default_rng(seed))
+        ink = lines.line(text, pool, np.random.default_rng(seed))
+        again = lines.line(text, pool, np.random.default_rng(seed))
+        np.testing.assert_array_equal(ink, again)
+        assert ink.dtype == np.float32 and 0 <= ink.min() and ink.max() <= 1 and ink.max() > 0.5
+        if sum(c.isdigit() for c in text) >= 4:
+            assert ink.shape[1] > 1.5 * ink.shape[0]  # a number is a line, wider than tall
+
+
+def test_a_longer_number_is_a_wider_line(pool):
+    rng = np.random.default_rng(1)
+    widths = {length: np.median([frame_line(lines.line("7" * length, pool, rng)).shape[1] for _ in range(20)])
+              for length in (2, 4, 8)}
+    assert widths[2] < widths[4] < widths[8] <= LINE_WIDTHS[-1]
+
+
+def test_a_framed_line_is_its_ink_scaled_to_the_readers_height_within_a_margin():
+    ink = np.zeros((300, 900), np.float32)
+    ink[100:200, 100:700] = 1  # 100 rows of ink, 600 columns
+    framed = frame_line(ink)
+    assert framed.shape == (LINE_HEIGHT, round(600 * (LINE_HEIGHT - 2 * LINE_MARGIN) / 100) + 2 * LINE_MARGIN)
+    assert framed[LINE_MARGIN:-LINE_MARGIN, LINE_MARGIN:-LINE_MARGIN].min() == 255
+    assert not framed[:LINE_MARGIN].any() and not framed[:, :LINE_MARGIN].any()
+    long = np.zeros((20, 5000), np.float32)
+    long[5:15] = 1
+    assert frame_line(long).shape == (LINE_HEIGHT, LINE_WIDTHS[-1])  # squeezed, never wider
+    with pytest.raises(NoDigit):
+        frame_line(np.zeros((30, 30), np.float32))
+    batch = padded_lines([framed, frame_line(ink[:, :300])])
+    assert batch.shape == (2, LINE_HEIGHT, 256, 1) and batch.dtype == np.float32 and batch.max() == 1
+
+
+def test_a_greedy_reading_merges_repeats_drops_blanks_and_knows_where_each_character_was_read():
+    classes = [0, 2, 2, 0, 2, 0, 0, 11, 6, 6, 0, 16, 16, 1, 0]  # blank 1 1 blank 1 . 5 5 space space 0
+    probabilities = np.full((len(classes), len(ALPHABET) + 1), 0.01)
+    probabilities[np.arange(len(classes)), classes] = 0.8
+    read = greedy_reading(probabilities)
+    assert "".join(character.text for character in read) == "11.5 0"
+    assert [character.steps for character in read] == [(1, 3), (4, 5), (7, 8), (8, 10), (11, 13), (13, 14)]
+    assert all(character.confidence == pytest.approx(0.8) for character in read)
+    assert text_of(read) == "11.5 0"
+    assert text_of(greedy_reading(probabilities[[0, 11, 11, 12, 0]])) == ""  # spaces alone read as nothing
+
+
+def test_lines_too_narrow_for_their_text_are_left_out_of_training():
+    texts = np.stack([lines.encoded("1111"), lines.encoded("1")])
+    narrow = np.zeros((LINE_HEIGHT, 7 * STEP), np.uint8)  # 7 steps: "1111" needs 8 (blanks between repeats)
+    assert line_recipe.readable([narrow, narrow], texts).tolist() == [False, True]
+
+
+def test_quick_mode_trains_a_line_reader_that_loads_and_reads_a_step_every_four_columns(tmp_path):
+    output = tmp_path / "lines.h5"
+    result = subprocess.run([sys.executable, "scripts/train_lines.py", "--quick", "--output", str(output)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads(output.with_name("lines.json").read_text())
+    assert card["quick"] is True and card["alphabet"] == ALPHABET
+    assert card["lines"]["train"] > 500 and set(card["read_exactly"]) == {"validation", "test"}
+    assert set(card["digit_pool"]) == {str(digit) for digit in range(10)}
+
+    import keras
+
+    model = keras.models.load_model(output, compile=False)
+    probabilities = np.asarray(model.predict(np.zeros((2, LINE_HEIGHT, 256, 1), np.float32), verbose=0))
+    assert probabilities.shape == (2, 256 // STEP, len(ALPHABET) + 1)
+    np.testing.assert_allclose(probabilities.sum(axis=2), 1, atol=1e-5)
