@@ -30,8 +30,8 @@ def text_of(rng, max_digits=12):
     def digits(low, high):
         return "".join(str(digit) for digit in rng.integers(10, size=int(rng.integers(low, high + 1))))
 
-    if kind == "digits":
-        return digits(1, max_digits)
+    if kind == "digits":  # one digit alone a fifth of the time: the commonest upload
+        return digits(1, 1 if rng.random() < 0.2 else max_digits)
     if kind == "decimal":
         return digits(1, 5) + rng.choice([".", ","]) + digits(1, 2)
     if kind == "thousands":
@@ -149,7 +149,7 @@ def _draw_mark(canvas, mark, x, baseline, height, pen, rng):
 
 
 def _no_number(canvas, rng, no_number, height, pen, baseline):
-    """Ink that is no number: a lone dash, a row of dashes, a long stroke, or a picture of `no_number`."""
+    """Ink that is no number: a lone dash, a row of dashes, a long stroke, a dot, or pictures of `no_number`."""
     draw = ImageDraw.Draw(canvas)
     choice = rng.integers(4 if len(no_number) else 3)
     if choice == 0:  # dashes
@@ -161,8 +161,8 @@ def _no_number(canvas, rng, no_number, height, pen, baseline):
         points = [(height * 0.5 + length * t, baseline - height * (0.5 + rng.uniform(-0.1, 0.1) * np.sin(7 * t)))
                   for t in np.linspace(0, 1, 12)]
         glyphs.pen_line(draw, points, round(pen))
-    elif choice == 2:  # a slash or a dot alone
-        _draw_mark(canvas, rng.choice(["/", "."]), height * 0.5, baseline, height, pen, rng)
+    elif choice == 2:  # a dot alone (not a slash: a slash alone is a 1 as much as anything)
+        _draw_mark(canvas, ".", height * 0.5, baseline, height, pen, rng)
     else:
         x = height * 0.5
         for _ in range(int(rng.integers(1, 4))):

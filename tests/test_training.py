@@ -185,13 +185,15 @@ def test_a_corrupt_cached_wheel_is_one_clear_line(tmp_path):
     assert_one_clear_line(error, "expected " + mnist_data.PICKLE_SHA256, "delete it")
 
 
-def test_a_tampered_cached_uci_wheel_is_one_clear_line(tmp_path, mnist):
+@pytest.mark.parametrize("data, flag", [(optdigits_data, "--uci-renderings"), (pendigits_data, "--pen-digits")],
+                         ids=["uci", "pen_digits"])
+def test_a_tampered_cached_keel_wheel_is_one_clear_line(tmp_path, mnist, data, flag):
     (tmp_path / mnist_data.WHEEL_NAME).symlink_to(mnist_data.DEFAULT_CACHE / mnist_data.WHEEL_NAME)
     with zipfile.ZipFile(tmp_path / optdigits_data.WHEEL_NAME, "w") as wheel:
-        wheel.writestr(optdigits_data.CSV_MEMBER, b"0,0,0\n")
-    code, error = train("--cache-dir", str(tmp_path), "--uci-renderings", "2")
+        wheel.writestr(data.CSV_MEMBER, b"0,0,0\n")
+    code, error = train("--cache-dir", str(tmp_path), flag, "2")
     assert code == 2
-    assert_one_clear_line(error, "expected " + optdigits_data.CSV_SHA256, "delete it")
+    assert_one_clear_line(error, "expected " + data.CSV_SHA256, "delete it")
 
 
 def test_lowering_the_refusal_logits_by_the_shift_moves_their_prior_to_the_one_asked_for():
@@ -203,15 +205,6 @@ def test_lowering_the_refusal_logits_by_the_shift_moves_their_prior_to_the_one_a
         shifted = logits - np.r_[np.zeros(10), np.full(2, train_script.refusal_logit_shift(labels, prior))]
         assert softmax(shifted)[0, 10:].sum() == pytest.approx(prior)
     assert train_script.refusal_logit_shift(labels, None) == 0
-
-
-def test_a_tampered_cached_pen_digits_wheel_is_one_clear_line(tmp_path, mnist):
-    (tmp_path / mnist_data.WHEEL_NAME).symlink_to(mnist_data.DEFAULT_CACHE / mnist_data.WHEEL_NAME)
-    with zipfile.ZipFile(tmp_path / optdigits_data.WHEEL_NAME, "w") as wheel:
-        wheel.writestr(pendigits_data.CSV_MEMBER, b"0,0,0\n")
-    code, error = train("--cache-dir", str(tmp_path), "--pen-digits", "100")
-    assert code == 2
-    assert_one_clear_line(error, "expected " + pendigits_data.CSV_SHA256, "delete it")
 
 
 def test_the_pen_digits_are_the_44_writers_one_stroke_digits_each_drawn_as_one_stroke_in_mnist_proportions(mnist):
