@@ -75,7 +75,7 @@ def line(text, pool, rng, no_number=()):
     height = HEIGHT * rng.uniform(0.9, 1.1)
     pen = max(2.0, height * rng.uniform(0.07, 0.16))
     gap, width_factor = rng.uniform(-0.15, 0.45), rng.choice([1.0, 1.0, 1.0, rng.uniform(1.2, 1.8), rng.uniform(0.65, 0.9)])
-    canvas = Image.new("L", (int(height * (2 + 1.6 * max(len(text), 3))), int(height * 3)), 0)
+    canvas = Image.new("L", (int(height * (2 + 3 * max(len(text), 3))), int(height * 3)), 0)  # room for the widest
     baseline = height * 2
     x = height * 0.5
     if not text:

@@ -94,7 +94,7 @@ def parse_args(argv):
     parser.add_argument("--pen-digits", type=int, default=0,
                         help="pictures drawn from the UCI pen-based digits' pen paths, 44 writers of Istanbul; its "
                              "0, 1, 2, 3, 6, 8 and 9 only (scripts/pendigits_data.py)")
-    parser.add_argument("--refusal-prior", type=float, default=None, metavar="SHARE",
+    parser.add_argument("--refusal-prior", type=share, default=None, metavar="SHARE",
                         help="the share of uploads that are to refuse, which the refusal classes' biases are moved "
                              "to from the training pictures' share (default: the training pictures' share)")
     parser.add_argument("--doodles", action=argparse.BooleanOptionalAction, default=False,
@@ -115,6 +115,14 @@ def parse_args(argv):
                         help="2,000 training digits, 600 non-digits, at most a few hundred of each other source "
                              "and one epoch, for tests")
     return parser.parse_args(argv)
+
+
+def share(text):
+    """An argument that is a share strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (for example 0.05)")
+    return value
 
 
 def build_model(filters, conv_dropout, dense_dropout):
@@ -268,10 +276,11 @@ def pen_pictures(pendigits, count, digits, labels, rng):
     proportions of one of `digits` of its class, shown as uploads show them and framed; and their labels."""
     chosen = rng.integers(len(pendigits.labels), size=count)
     aspects = ink_aspects(digits)
+    aspects_of = {digit: aspects[labels == digit] for digit in range(10)}
     framed = []
     for index in chosen:
-        same_class = np.flatnonzero(labels == pendigits.labels[index])
-        aspect = aspects[same_class[int(rng.integers(len(same_class)))]]
+        of_its_class = aspects_of[int(pendigits.labels[index])]
+        aspect = of_its_class[int(rng.integers(len(of_its_class)))]
         drawn = handwriting.pen_path(pendigits.paths[index], aspect, rng)
         framed.append(frame_digit(handwriting.as_uploaded(drawn, rng) * np.float32(1 / 255)))
     return np.stack(framed), pendigits.labels[chosen].astype(np.int64)

@@ -102,7 +102,7 @@ def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_
     assert output.read_bytes() == classifier and card["sha256"] == before["sha256"]
     assert card["reader"]["sha256"] == sha256_of(output.with_name("reader.h5")) != before["reader"]["sha256"]
     assert card["version"] != before["version"]
-    assert card["reader"]["classifier_pictures"] == 4400  # all of them, by default
+    assert card["reader"]["classifier_pictures"] == 4600  # all of them, by default
     assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
 
 
