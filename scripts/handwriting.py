@@ -31,14 +31,18 @@ def pen_glyph(character, font_path, rng):
     image = _cropped_image(image, margin=size // 4)
     if image is None:
         raise ValueError(f"{font_path} draws no ink for {character!r}")
-    shear = rng.uniform(-0.35, 0.25)  # most hands lean right (negative), some left
-    width, height = image.size
-    image = image.transform((width + int(abs(shear) * height), height), Image.Transform.AFFINE,
-                            (1, shear, -max(shear, 0) * height, 0, 1, 0), Image.Resampling.BILINEAR)
-    image = image.rotate(float(rng.uniform(-10, 10)), Image.Resampling.BILINEAR, expand=True)
+    image = slanted(image, rng.uniform(-0.35, 0.25), rng.uniform(-10, 10))  # most hands lean right, some left
     pixels = elastic(np.asarray(image, dtype=np.float32), rng, strength=rng.uniform(0.01, 0.04) * size,
                      smoothness=rng.uniform(0.08, 0.16) * size)
     return _restroked(pixels, rng, size)
+
+
+def slanted(image, shear, degrees):
+    """A Pillow image sheared by `shear` (negative: leaning right) and turned by `degrees`, grown to hold it all."""
+    width, height = image.size
+    image = image.transform((width + int(abs(shear) * height), height), Image.Transform.AFFINE,
+                            (1, shear, -max(shear, 0) * height, 0, 1, 0), Image.Resampling.BILINEAR)
+    return image.rotate(float(degrees), Image.Resampling.BILINEAR, expand=True)
 
 
 def drawn_characters(font_path, characters):

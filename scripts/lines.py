@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from app.line_reader import ALPHABET
-from scripts import glyphs
+from scripts import glyphs, handwriting
 
 MAX_TEXT = 20  # characters of a line's text at most
 HEIGHT = 40  # a digit's height, in the working pixels lines are drawn in
@@ -64,8 +64,9 @@ def digit_pool(digits, labels):
     """Digit pictures (uint8, ink high, any size) grouped by digit, for `line`: {digit: [pictures]}."""
     pool = {digit: [] for digit in range(10)}
     for picture, label in zip(digits, labels):
-        pool[int(label)].append(glyphs._cropped(np.asarray(picture)) if np.asarray(picture).any() else None)
-    return {digit: [picture for picture in pictures if picture is not None] for digit, pictures in pool.items()}
+        if np.any(picture):
+            pool[int(label)].append(glyphs._cropped(np.asarray(picture)))
+    return pool
 
 
 def line(text, pool, rng, no_number=()):
@@ -74,7 +75,8 @@ def line(text, pool, rng, no_number=()):
     and strokes."""
     height = HEIGHT * rng.uniform(0.9, 1.1)
     pen = max(2.0, height * rng.uniform(0.07, 0.16))
-    gap, width_factor = rng.uniform(-0.15, 0.45), rng.choice([1.0, 1.0, 1.0, rng.uniform(1.2, 1.8), rng.uniform(0.65, 0.9)])
+    gap = rng.uniform(-0.15, 0.45)
+    width_factor = rng.choice([1.0, 1.0, 1.0, rng.uniform(1.2, 1.8), rng.uniform(0.65, 0.9)])
     canvas = Image.new("L", (int(height * (2 + 3 * max(len(text), 3))), int(height * 3)), 0)  # room for the widest
     baseline = height * 2
     x = height * 0.5
@@ -178,12 +180,7 @@ def _no_number(canvas, rng, no_number, height, pen, baseline):
 def _slanted(ink, rng):
     """The line sheared (slant) and tilted a little, cropped to its ink."""
     shear, angle = rng.uniform(-0.3, 0.2), rng.uniform(-3, 3)
-    image = Image.fromarray(ink)
-    height = image.height
-    image = image.transform((image.width + int(abs(shear) * height), height), Image.Transform.AFFINE,
-                            (1, shear, -max(shear, 0) * height, 0, 1, 0), Image.Resampling.BILINEAR)
-    image = image.rotate(float(angle), Image.Resampling.BILINEAR, expand=True)
-    pixels = np.asarray(image, dtype=np.float32)
+    pixels = np.asarray(handwriting.slanted(Image.fromarray(ink), shear, angle), dtype=np.float32)
     rows, cols = np.flatnonzero(pixels.max(axis=1) > 0.05), np.flatnonzero(pixels.max(axis=0) > 0.05)
     if rows.size == 0:
         return pixels

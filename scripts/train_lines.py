@@ -107,16 +107,21 @@ def readable(framed, texts):
     return np.array([line.shape[1] // STEP >= 2 * length for line, length in zip(framed, lengths)])
 
 
-def batches(framed, texts, batch_size, rng):
-    """One epoch's batches, each of lines of one width in LINE_WIDTHS (so few shapes are compiled), shuffled."""
-    bucket = np.searchsorted(LINE_WIDTHS, [line.shape[1] for line in framed])
+def batch_members(buckets, batch_size, rng):
+    """One epoch's batches as the indices of their lines: each batch of lines of one bucket (one width in
+    LINE_WIDTHS, so few shapes are compiled), in shuffled order."""
     chosen = []
     for width in range(len(LINE_WIDTHS)):
-        members = rng.permutation(np.flatnonzero(bucket == width))
+        members = rng.permutation(np.flatnonzero(buckets == width))
         chosen += [members[start : start + batch_size] for start in range(0, len(members), batch_size)]
-    for index in rng.permutation(len(chosen)):
-        batch = chosen[index]
-        yield padded_lines([framed[i] for i in batch]), texts[batch]
+    return [chosen[index] for index in rng.permutation(len(chosen))]
+
+
+def batches(framed, texts, buckets, batch_size, rng):
+    """Every epoch's batches of lines and texts, one epoch after another."""
+    while True:
+        for batch in batch_members(buckets, batch_size, rng):
+            yield padded_lines([framed[i] for i in batch]), texts[batch]
 
 
 def read_texts(model, framed, batch_size=64):
@@ -148,7 +153,7 @@ def main(argv=None):
         uci = load_optdigits_training(args.cache_dir)
         pens = load_pendigits(args.cache_dir)
         fonts = [handwriting_data.font_files(evaluation, args.cache_dir) for evaluation in (False, True)]
-        alphabets = classifier_recipe._alphabets(handwriting_data.alphabet_fonts(False, args.cache_dir))
+        alphabets = classifier_recipe.letters_by_alphabet(handwriting_data.alphabet_fonts(False, args.cache_dir))
         doodles, _ = handwriting_data.load_quickdraw(args.cache_dir)
     except DataError as error:
         print(f"train_lines.py: {error}", file=sys.stderr)
@@ -201,13 +206,13 @@ def main(argv=None):
             return ops.ctc_loss(y_true, y_pred, ops.sum(ops.cast(y_true > 0, "int32"), axis=1), steps, mask_index=0)
 
     framed, texts, _ = splits["train"]
-    per_epoch = sum(len(range(0, int(np.sum(np.searchsorted(LINE_WIDTHS, [line.shape[1] for line in framed]) == b)),
-                              args.batch_size)) for b in range(len(LINE_WIDTHS)))
+    buckets = np.searchsorted(LINE_WIDTHS, [line.shape[1] for line in framed])
     batch_rng = np.random.default_rng(args.seed + 3)
+    per_epoch = len(batch_members(buckets, args.batch_size, np.random.default_rng(0)))
     dataset = tf.data.Dataset.from_generator(
-        lambda: batches(framed, texts, args.batch_size, batch_rng),
+        lambda: batches(framed, texts, buckets, args.batch_size, batch_rng),
         output_signature=(tf.TensorSpec((None, LINE_HEIGHT, None, 1), tf.float32),
-                          tf.TensorSpec((None, lines.MAX_TEXT), tf.int32))).repeat().prefetch(2)
+                          tf.TensorSpec((None, lines.MAX_TEXT), tf.int32))).prefetch(2)
 
     # Model: warm-up over a tenth of the run, then cosine decay.
     model = build_line_reader()

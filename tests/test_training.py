@@ -235,7 +235,7 @@ def test_the_uci_training_digits_are_the_30_writers_split_and_none_is_an_evaluat
 def test_the_training_pictures_are_the_same_whatever_the_number_of_processes(mnist, monkeypatch):
     """Drawn in chunks of their own seeds: a retrain on another machine draws the same pictures."""
     fonts = (train_script.glyphs.font_files(evaluation=False), handwriting_data.font_files(evaluation=False),
-             train_script._alphabets(handwriting_data.alphabet_fonts(evaluation=False)))
+             train_script.letters_by_alphabet(handwriting_data.alphabet_fonts(evaluation=False)))
     counts = {"non_digits": 24, "font_digits": 20, "font_letters": 8, "uploaded": 16, "alphabet_letters": 8,
               "continental": 6}
     first = train_script.split_pictures(mnist.x_train[:50], mnist.y_train[:50], counts, fonts, 7)
