@@ -36,7 +36,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digit-recognition-metrics-")
 
 from app import DEFAULTS  # noqa: E402
-from app.predictor import ModelError, checked_card  # noqa: E402
+from app.predictor import ModelError, checked_card, checked_lines_card  # noqa: E402
 import gevent  # noqa: E402
 from gunicorn.workers.ggevent import GeventWorker  # noqa: E402
 
@@ -182,13 +182,14 @@ def on_exit(server):
 
 
 def on_starting(server):
-    """Refuse to start, with one line, when the model file is missing or is not the one its card describes;
+    """Refuse to start, with one line, when a model file is missing or is not the one its card describes;
     start the metrics afresh (a PROMETHEUS_MULTIPROC_DIR given from outside may hold an earlier run's)."""
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(stale)
     model_path = os.environ.get("MODEL_PATH", DEFAULTS["MODEL_PATH"])
     try:
         checked_card(model_path)
+        checked_lines_card(model_path)
     except ModelError as error:
         print(f"digit-recognition cannot start: {error}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -6,12 +6,24 @@ ALPHABET. A greedy reading takes each step's likeliest class, merges repeats and
 steps are where it was read, so its place in the line.
 """
 
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
+from app.preprocessing import LINE_INK, LINE_MARGIN
 
 ALPHABET = "0123456789.,-/: "  # the reader's classes after the blank: the digits, then the marks in numbers
+MARKS = ".,-/:"  # and a space between groups of digits
+ONE_LIKE_MARKS = ".,-:"  # marks the segmenter may read as a 1 where the line reader's reading stands instead
 STEP = 4  # columns of the framed line per step of the reader's output
+# When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
+# real-dev's cheques and other alphabets (docs/reading.md):
+NO_NUMBER_SURE = 0.9  # a line read as no digit is refused when the reader is this sure
+SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
+LINE_SURE = 0.5  # this and the line reader at least this
 
 
 @dataclass
@@ -38,3 +50,105 @@ def greedy_reading(probabilities):
 def text_of(characters):
     """The text the characters spell, spaces between groups kept single and none at either end."""
     return " ".join("".join(character.text for character in characters).split())
+
+
+def digits_of(characters):
+    """The digits the characters spell, marks and spaces left out: a reading's `number`."""
+    return "".join(character.text for character in characters if character.text.isdigit())
+
+
+def confidence_of(characters):
+    """How sure the reader is of the whole reading: the product of its characters' confidences."""
+    return math.prod(character.confidence for character in characters)
+
+
+def spans(characters, steps):
+    """Each character's stretch of the framed line in columns [start, stop): from halfway between it and the
+    character before to halfway to the one after, the first from the line's start and the last to its end of
+    `steps` steps. A character is read over a step or two of its columns; its neighbours bound the rest."""
+    bounds = [0] + [(before.steps[1] + after.steps[0]) * STEP // 2
+                    for before, after in zip(characters, characters[1:])] + [steps * STEP]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@dataclass
+class LineReading:
+    """What the line reader read in one picture's line, and where that line lies in the picture's ink map."""
+
+    characters: list  # of Character, in reading order
+    probabilities: np.ndarray  # (steps, 1 + len(ALPHABET))
+    rows: slice  # the ink map's rows and columns that were framed (preprocessing.line_crop)
+    cols: slice
+    width: int  # of the framed line, in columns, margins included
+
+    @property
+    def text(self):
+        return text_of(self.characters)
+
+    def ink_columns(self, span):
+        """A span of the framed line's columns as the ink map's columns (start, stop)."""
+        inner = self.width - 2 * LINE_MARGIN
+        scale = (self.cols.stop - self.cols.start) / max(inner, 1)
+        start = int(self.cols.start) + max(span[0] - LINE_MARGIN, 0) * scale
+        stop = int(self.cols.start) + min(span[1] - LINE_MARGIN, inner) * scale
+        return math.floor(start), max(math.ceil(stop), math.floor(start) + 1)
+
+    def boxes(self, ink):
+        """Each character's box (x, y, width, height) in ink-map pixels: the ink within its span's columns that
+        touches the columns it was read at (not a neighbour's edge), or all of that ink if none does."""
+        boxes = []
+        for character, span in zip(self.characters, spans(self.characters, len(self.probabilities))):
+            start, stop = self.ink_columns(span)
+            window = np.asarray(ink[self.rows, start:stop]) >= LINE_INK
+            core_start, core_stop = self.ink_columns((character.steps[0] * STEP, character.steps[1] * STEP))
+            labels, _ = ndimage.label(window, structure=np.ones((3, 3), dtype=bool))
+            touching = np.unique(labels[:, max(core_start - start, 0) : max(core_stop - start, 1)])
+            if touching.any():
+                window = np.isin(labels, touching[touching > 0])
+            rows, cols = np.flatnonzero(window.any(axis=1)), np.flatnonzero(window.any(axis=0))
+            top = int(self.rows.start)
+            if rows.size == 0:
+                boxes.append((start, top, stop - start, int(self.rows.stop) - top))
+            else:
+                boxes.append((start + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0]) + 1,
+                              int(rows[-1] - rows[0]) + 1))
+        return boxes
+
+    def no_digit_confidence(self):
+        """How sure the reader is that the line holds no digit: at its most digit-like step, the chance of none."""
+        return float(1 - self.probabilities[:, 1:11].sum(axis=1).max(initial=0))
+
+    def digit_probabilities(self, character):
+        """The ten digits' probabilities at the step where `character` was read surest."""
+        kind = ALPHABET.index(character.text) + 1
+        steps = self.probabilities[character.steps[0] : character.steps[1]]
+        return steps[int(np.argmax(steps[:, kind])), 1:11]
+
+
+def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, reading):
+    """Which reading a picture's answer is: "segmenter" (the classifier over cut candidates), "line" (the line
+    reader's) or "refuse" (no number). The segmenter's refusals stand; the line reader refuses a line it is
+    sure holds no digit (a dash, a row of dashes, a stroke), and its reading, when it is sure of it, replaces one
+    of the segmenter's that disagrees and is doubtful or read its marks as 1s."""
+    if segmenter_refused:
+        return "refuse"
+    number = digits_of(reading.characters)
+    if not number:
+        return "refuse" if reading.no_digit_confidence() >= NO_NUMBER_SURE else "segmenter"
+    confidence = confidence_of(reading.characters)
+    if number == segmenter_number or confidence < LINE_SURE:
+        return "segmenter"
+    if segmenter_confidence < SEGMENTER_UNSURE or marks_read_as_ones(segmenter_number, reading.characters):
+        return "line"
+    return "segmenter"
+
+
+def marks_read_as_ones(segmenter_number, characters):
+    """Whether the segmenter's number is the line reader's digits with some of its marks read as 1s, as a
+    classifier of single digits reads a dash, a comma's tail or a colon: "17" for "-7". Not a slash: the line
+    reader also reads a slanted 1 as one, so a slash stands only where the segmenter is doubtful."""
+    if segmenter_number is None:
+        return False
+    pattern = "".join(character.text if character.text.isdigit() else "1?" if character.text in ONE_LIKE_MARKS
+                      else "" for character in characters)
+    return re.fullmatch(pattern, segmenter_number) is not None

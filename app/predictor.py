@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.preprocessing import to_model_input
+from app.line_reader import ALPHABET, STEP
+from app.preprocessing import LINE_HEIGHT, LINE_WIDTHS, padded_lines, to_model_input
 
 # Serving runs Keras on JAX: the same .h5 file and the same probabilities as TensorFlow (a test checks it),
 # at about 350 MB and 2 s to start per process instead of 580 MB and 8 s. Training stays on TensorFlow.
@@ -36,19 +37,26 @@ class ModelError(RuntimeError):
 
 
 class Predictor:
-    def __init__(self, model, reader, card):
+    def __init__(self, model, reader, card, line_reader=None):
         self.model = model
         self.reader = reader
+        self.line_reader = line_reader
         self.card = card
         self.version = card["version"]
         self.refusal_threshold = card["refusal"]["threshold"]
 
     @classmethod
     def load(cls, model_path):
-        """Load `model_path` and the reader beside it once `checked_card` vouches for them."""
+        """Load `model_path` and the reader beside it once `checked_card` vouches for them, and the line reader
+        beside them if its card (lines.json) is there and vouches for it; the card served holds both cards."""
         card = checked_card(model_path)
+        lines_card = checked_lines_card(model_path)
+        line_reader = None
+        if lines_card:
+            card = {**card, "line_reader": lines_card}
+            line_reader = _load_line_reader(str(Path(model_path).with_name(lines_card["file"])), lines_card["sha256"])
         return cls(_load_keras_model(str(model_path), card["sha256"]),
-                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"]), card)
+                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"]), card, line_reader)
 
     def reads_correctly(self):
         """Whether the model reads CHECK_DIGIT as 1: readiness."""
@@ -62,6 +70,14 @@ class Predictor:
     def read_pieces(self, digits):
         """`predict` by the reader, for candidates cut out of a group of ink that may hold several digits."""
         return _predict(self.reader, digits)
+
+    def read_lines(self, lines):
+        """The line reader's probabilities for uint8 lines of preprocessing.frame_line: for each, an array
+        (steps, 1 + len(line_reader.ALPHABET)), one step per STEP of its columns. One line a call, padded to
+        one of LINE_WIDTHS: three compiled programs, where batches of them would take a worker's memory."""
+        forward = _line_forward(self.line_reader)
+        return [np.asarray(forward(padded_lines([line])))[0, : line.shape[1] // STEP].astype(np.float64)
+                for line in lines]
 
 
 def checked_card(model_path):
@@ -95,6 +111,29 @@ def checked_card(model_path):
         raise ModelError(f"{path} is not the reader that {card_path} describes: the two do not belong "
                          f"together; regenerate the reader with scripts/train.py --reader-only")
     saved_configuration(path, io.BytesIO(reader))
+    return card
+
+
+def checked_lines_card(model_path):
+    """The line reader's card beside `model_path` (lines.json, from scripts/train_lines.py) after checking that
+    the file it names is the one it describes; None when there is none."""
+    card_path = Path(model_path).with_name("lines.json")
+    if not card_path.exists():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+        path = card_path.with_name(Path(card["file"]).name)
+        weights = path.read_bytes()
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"cannot read the line reader that {card_path} describes ({type(error).__name__}: {error}): "
+                         f"regenerate both with scripts/train_lines.py, or remove {card_path.name}")
+    if hashlib.sha256(weights).hexdigest() != card.get("sha256"):
+        raise ModelError(f"{path} is not the line reader that {card_path} describes: the two do not belong "
+                         f"together; regenerate both with scripts/train_lines.py")
+    if card.get("alphabet") != ALPHABET:
+        raise ModelError(f"{path} reads {card.get('alphabet')!r}, not the service's {ALPHABET!r}: regenerate it "
+                         f"with scripts/train_lines.py")
+    saved_configuration(path, io.BytesIO(weights))
     return card
 
 
@@ -152,16 +191,21 @@ def _predict(model, digits):
 @lru_cache(maxsize=4)
 def _load_keras_model(path, sha256):
     """Keyed by content too, so one process (the tests) never loads the same file twice."""
+    model = _loadable_model(path)
+    for size in BATCH_SIZES:  # compile every batch shape now (once for both models), so that no request waits
+        _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
+    return model
+
+
+def _loadable_model(path):
+    """The model at `path` (_read_keras_model), or the ModelError that says it cannot be loaded."""
     _run_jax_computations_inline()
     try:
-        model = _read_keras_model(path)
+        return _read_keras_model(path)
     except ModelError:
         raise
     except Exception as error:  # h5py and Keras raise many types for a damaged file
         raise ModelError(f"{path} is not a Keras model that can be loaded ({type(error).__name__}: {error})")
-    for size in BATCH_SIZES:  # compile every batch shape now (once for both models), so that no request waits
-        _forward(model)(np.zeros((size, 28, 28, 1), dtype=np.float32))
-    return model
 
 
 def _run_jax_computations_inline():
@@ -270,3 +314,29 @@ def _predict_padded(model, pixels):
     if size > count:
         pixels = np.concatenate([pixels, np.zeros((size - count, *pixels.shape[1:]), dtype=pixels.dtype)])
     return np.asarray(_forward(model)(pixels))[:count]
+
+
+@lru_cache(maxsize=2)
+def _load_line_reader(path, sha256):
+    """The line reader, its programs compiled for each of LINE_WIDTHS, so that no request waits."""
+    model = _loadable_model(path)
+    for width in LINE_WIDTHS:
+        _line_forward(model)(np.zeros((1, LINE_HEIGHT, width, 1), dtype=np.float32))
+    return model
+
+
+@lru_cache(maxsize=2)
+def _line_forward(model):
+    """The line reader's inference as one compiled call, as _forward: on JAX a jitted function of the lines."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return model.predict_on_batch
+    import jax
+
+    network = model.layers[0]
+    weights = ([variable.value for variable in network.trainable_variables],
+               [variable.value for variable in network.non_trainable_variables])
+    program = jax.jit(lambda trainable, non_trainable, lines: jax.nn.softmax(
+        network.stateless_call(trainable, non_trainable, lines, training=False)[0]))
+    return lambda lines: program(*weights, lines)

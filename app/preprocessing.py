@@ -126,14 +126,19 @@ def frame_digit(ink):
     return _centre_by_mass(scaled / scaled.max())  # stroke cores at full brightness, as in MNIST
 
 
-def frame_line(ink):
-    """A line's float ink map (1.0 = ink) cropped to its ink and scaled so that the ink is LINE_HEIGHT less two
-    margins tall, as uint8 (LINE_HEIGHT, width), ink high; squeezed to the widest of LINE_WIDTHS if wider."""
-    ink = np.fmin(np.fmax(np.asarray(ink, dtype=np.float32), 0), 1)
-    rows, cols = _extent(ink >= LINE_INK)
+def line_crop(ink):
+    """The rows and columns of a line's float ink map (1.0 = ink) that frame_line keeps: its ink's extent."""
+    rows, cols = _extent(np.asarray(ink) >= LINE_INK)
     if rows is None:
         raise NoDigit("the image has no ink: write or photograph a number")
-    crop = ink[rows, cols]
+    return rows, cols
+
+
+def frame_line(ink):
+    """A line's float ink map (1.0 = ink) cropped to its ink (line_crop) and scaled so that the ink is LINE_HEIGHT
+    less two margins tall, as uint8 (LINE_HEIGHT, width), ink high; squeezed to the widest of LINE_WIDTHS if wider."""
+    ink = np.fmin(np.fmax(np.asarray(ink, dtype=np.float32), 0), 1)
+    crop = ink[line_crop(ink)]
     tall = LINE_HEIGHT - 2 * LINE_MARGIN
     wide = min(max(1, round(crop.shape[1] * tall / crop.shape[0])), LINE_WIDTHS[-1] - 2 * LINE_MARGIN)
     resample = Image.Resampling.BOX if crop.shape[0] > tall else Image.Resampling.BILINEAR

@@ -1,13 +1,15 @@
 """POST /read.json: the number written in each image (one line of digits), for one image or a batch."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from flask import Blueprint, current_app
 
 from app.errors import ApiError
 from app.predictor import REFUSALS, postprocess
-from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, ink_map
+from app.line_reader import MARKS, LineReading, chosen_reader, digits_of, greedy_reading
+from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode_upright, frame_line, ink_map, line_crop
 from app.segmentation import TooManyDigits, best_reading, crowded_groups, is_no_number, segment
 from app.uploads import HOW_TO_SEND, png_data_url, read_images, respond, wants_model_input
 
@@ -17,32 +19,58 @@ NOT_A_NUMBER = ("the picture does not look like digits (a letter, a symbol or a 
                 "a number; error.closest holds the digits it looks most like")
 
 
+@dataclass
+class _Picture:
+    """One readable upload on its way through the request: its ink map, its shape and the ink map's, the
+    segmenter's candidates (or, for ink cut into more pieces than MAX_DIGITS, the error it gets), and each
+    reader's output."""
+
+    ink: np.ndarray
+    size: tuple  # (ink-map shape, (width, height) of the upright upload)
+    segmentation: object  # a Segmentation, or the too_many_digits ApiError
+    rows: list = None  # the classifier's and the reader's probabilities for each candidate
+    line: LineReading = None
+
+
 @bp.post("/read.json")
 def read():
     show_input = wants_model_input()
     images, is_batch = read_images()
     predictor = current_app.extensions["predictor"]
     max_digits = current_app.config["MAX_DIGITS"]
-    segmented = [_segmented(data, max_digits) for data in images]
-    found = [item for item in segmented if not isinstance(item, ApiError)]  # (ink, segmentation, sizes) each
-    probabilities = _predict(predictor, [segmentation for _, segmentation, _ in found])
+    pictures = [_segmented(data, max_digits) for data in images]
+    found = [picture for picture in pictures if isinstance(picture, _Picture)]
+    cut = [picture for picture in found if not isinstance(picture.segmentation, ApiError)]
+    for picture, rows in zip(cut, _predict(predictor, [picture.segmentation for picture in cut])):
+        picture.rows = rows
     # Groups that the model reads as likely several digits are cut however narrow, and read again in one call.
-    again = {index: segment(ink, max_digits, split) for index, ((ink, segmentation, _), rows)
-             in enumerate(zip(found, probabilities)) if (split := crowded_groups(segmentation, rows))}
-    for index, rows in zip(again, _predict(predictor, list(again.values()))):
-        found[index] = (found[index][0], again[index], found[index][2])
-        probabilities[index] = rows
-    answers = iter(zip(found, probabilities))
+    again = [(picture, segment(picture.ink, max_digits, split)) for picture in cut
+             if (split := crowded_groups(picture.segmentation, picture.rows))]
+    for (picture, segmentation), rows in zip(again, _predict(predictor, [segmentation for _, segmentation in again])):
+        picture.segmentation, picture.rows = segmentation, rows
+    for picture, line in zip(found, _line_readings(predictor, [picture.ink for picture in found])):
+        picture.line = line
     results = []  # per image, its answer or the ApiError it gets
-    for item in segmented:
-        if isinstance(item, ApiError):
-            results.append(item)
-            continue
-        (_, segmentation, size), rows = next(answers)
-        digits = best_reading(segmentation, rows)
-        refused = is_no_number(segmentation, rows, digits, predictor.refusal_threshold)
-        results.append(_answer(digits, refused, size, predictor.refusal_threshold, show_input))
+    for picture in pictures:
+        if not isinstance(picture, _Picture):
+            results.append(picture)
+        elif isinstance(picture.segmentation, ApiError):
+            results.append(_too_many_pieces(picture))
+        else:
+            digits = best_reading(picture.segmentation, picture.rows)
+            refused = is_no_number(picture.segmentation, picture.rows, digits, predictor.refusal_threshold)
+            results.append(_answer(digits, refused, picture, predictor.refusal_threshold, show_input))
     return respond(results, is_batch)
+
+
+def _line_readings(predictor, inks):
+    """The line reader's reading of each ink map (a LineReading), or None each when none is served."""
+    if predictor.line_reader is None:
+        return [None] * len(inks)
+    crops = [line_crop(ink) for ink in inks]
+    framed = [frame_line(ink) for ink in inks]
+    return [LineReading(greedy_reading(rows), rows, *crop, line.shape[1])
+            for rows, crop, line in zip(predictor.read_lines(framed), crops, framed)]
 
 
 def _predict(predictor, segmentations):
@@ -61,8 +89,7 @@ def _predict(predictor, segmentations):
 
 
 def _segmented(data, max_digits):
-    """The picture's ink map, its candidate digits, and the shapes of the ink map and of the uploaded picture
-    (upright); or the ApiError that it gets."""
+    """The picture (a _Picture) with its ink map and candidate digits; or the ApiError that it gets."""
     if isinstance(data, ApiError):
         return data
     if not data:
@@ -70,25 +97,74 @@ def _segmented(data, max_digits):
     try:
         image, (width, height) = decode_upright(data, current_app.config["MAX_IMAGE_PIXELS"])
         ink = ink_map(image)
-        segmentation = segment(ink, max_digits)
     except InvalidImage as error:
         return ApiError(400, "invalid_image", str(error))
     except ImageTooLarge as error:
         return ApiError(413, "image_too_large", str(error))
     except NoDigit:
         return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
-    except TooManyDigits as error:
-        return ApiError(422, "too_many_digits", str(error))
-    if not segmentation.candidates:
-        return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
-    return ink, segmentation, (ink.shape, (width, height))
+    try:
+        segmentation = segment(ink, max_digits)
+    except TooManyDigits as error:  # a row of dashes, or ruled lines: the line reader may still read it
+        segmentation = ApiError(422, "too_many_digits", str(error))
+    else:
+        if not segmentation.candidates:
+            return ApiError(422, "no_digit", "the image has no ink: write or photograph a number")
+    return _Picture(ink, (ink.shape, (width, height)), segmentation)
 
 
-def _answer(digits, refused, size, refusal_threshold, show_input):
-    """The reading as the client gets it, or the ApiError of a picture that is not digits (`refused`)."""
+def _too_many_pieces(picture):
+    """The answer to ink cut into more pieces than MAX_DIGITS: the line reader's reading if it is sure of one,
+    a refusal if it is sure there is no digit (a row of dashes), else too_many_digits."""
+    reader = "segmenter" if picture.line is None else chosen_reader(None, 0.0, False, picture.line)
+    if reader == "refuse":
+        return ApiError(422, "not_a_digit", NOT_A_NUMBER)
+    if reader == "line":
+        return _answer([], False, picture, 1.0, False, reader)
+    return picture.segmentation
+
+
+def _answer(digits, refused, picture, refusal_threshold, show_input, reader=None):
+    """The reading as the client gets it, or the ApiError of a picture that is not digits: the segmenter's
+    digits, or the line reader's where line_reader.chosen_reader picks them (or `reader` says), with the text
+    the line reader read and its marks when it read the same digits."""
     max_digits = current_app.config["MAX_DIGITS"]
-    if len(digits) > max_digits:
-        return ApiError(422, "too_many_digits", f"the picture holds {len(digits)} digits: at most {max_digits} are read")
+    line, ink, size = picture.line, picture.ink, picture.size
+    number = _segmenter_number(digits, size, refusal_threshold, show_input)
+    if reader is None:
+        reader = "segmenter" if line is None else chosen_reader(number["number"], number["confidence"], refused, line)
+    if reader == "line":
+        number = _line_number(line, ink, size)
+    if reader == "refuse" and not refused:  # the line reader is sure it holds no digit: a dash, a row of them
+        if len(number["digits"]) > max_digits:  # a row of dashes cut into pieces: no reading worth offering
+            return ApiError(422, "not_a_digit", NOT_A_NUMBER)
+        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=_with_text(number, None, ink, size))
+    if len(number["digits"]) > max_digits:
+        return ApiError(422, "too_many_digits",
+                        f"the picture holds {len(number['digits'])} digits: at most {max_digits} are read")
+    number = _with_text(number, line, ink, size)
+    if refused:
+        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=number)
+    return number
+
+
+def _with_text(number, line, ink, size):
+    """A reading with its text and its marks: the line reader's where it read the same digits, else the digits.
+    Where it read marks, every box is its own, so that no digit's box holds a mark beside it."""
+    if line is None or digits_of(line.characters) != number["number"]:
+        return {**number, "text": number["number"], "marks": []}
+    boxes = [(character.text, _box(box, size)) for character, box in zip(line.characters, line.boxes(ink))
+             if character.text != " "]
+    marks = [{"mark": text, "box": box} for text, box in boxes if text in MARKS]
+    if marks:
+        digit_boxes = iter(box for text, box in boxes if text not in MARKS)
+        number = {**number, "digits": [{**digit, "box": next(digit_boxes)} for digit in number["digits"]]}
+    return {"number": number["number"], "text": line.text, "confidence": number["confidence"],
+            "digits": number["digits"], "marks": marks}
+
+
+def _segmenter_number(digits, size, refusal_threshold, show_input):
+    """The segmenter's reading: its digits, each with its probabilities and box, and their joint confidence."""
     read = []
     for digit in digits:
         answer, _ = postprocess(digit.probabilities, refusal_threshold)
@@ -96,11 +172,21 @@ def _answer(digits, refused, size, refusal_threshold, show_input):
         if show_input:
             answer["model_input"] = png_data_url(digit.candidate.digit)
         read.append(answer)
-    number = {"number": "".join(str(answer["digit"]) for answer in read),
-              "confidence": round(math.prod(answer["confidence"] for answer in read), 6), "digits": read}
-    if refused:
-        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=number)
-    return number
+    return {"number": "".join(str(answer["digit"]) for answer in read),
+            "confidence": round(math.prod(answer["confidence"] for answer in read), 6), "digits": read}
+
+
+def _line_number(line, ink, size):
+    """The line reader's reading in the same shape: each digit's probabilities where it was read surest, its
+    box from the columns it was read at, cut to its ink."""
+    read = []
+    for character, box in zip(line.characters, line.boxes(ink)):
+        if character.text.isdigit():
+            rounded = [round(float(p), 6) for p in line.digit_probabilities(character)]
+            read.append({"digit": int(character.text), "confidence": rounded[int(character.text)],
+                         "probabilities": rounded, "box": _box(box, size)})
+    return {"number": "".join(str(answer["digit"]) for answer in read),
+            "confidence": round(math.prod(answer["confidence"] for answer in read), 6), "digits": read}
 
 
 def _box(box, size):

@@ -4,11 +4,12 @@ A line is written from a text ("3.50", "12/06", "-7", "555 0123", or "" for ink 
 of digit pictures of many hands (MNIST's training digits, digits drawn in the handwriting fonts, the pen paths
 of scripts/pendigits_data.py): each digit scaled to the line's height, a little taller or shorter, wider or
 narrower, on a drifting baseline, with gaps from overlapping to wide and a wider one where the text has a
-space; the marks drawn as a pen draws them, from fine to bold (a dot, a comma's tail, a dash, sometimes
-doubled as cheques close an amount, a slash, a colon). The whole line is slanted and tilted, and sometimes
-underlined, ruled, boxed, blurred or made grainy as scans and photos are. Ink that is no number (a lone dash,
-a row of dashes, a stroke, a letter, a doodle) is a line whose text is empty. Every picture is a float ink map
-(1.0 = ink), as app/preprocessing.py's ink_map makes of an upload.
+space, the last digits now and then small and raised as a cheque's cents; the marks drawn as a pen draws
+them, from fine to bold (a dot, a comma's tail, a dash, sometimes doubled as cheques close an amount, a slash,
+a colon). The whole line is slanted and tilted, and sometimes underlined, ruled, boxed, blurred or made grainy
+as scans and photos are. Ink that is no number (a lone dash, a row of dashes, a stroke, a letter, a doodle) is
+a line whose text is empty. Every picture is a float ink map (1.0 = ink), as app/preprocessing.py's ink_map
+makes of an upload.
 """
 
 import numpy as np
@@ -83,7 +84,12 @@ def line(text, pool, rng, no_number=()):
     if not text:
         _no_number(canvas, rng, no_number, height, pen, baseline)
     previous = None
-    for character in text:
+    places = [index for index, character in enumerate(text) if character.isdigit()]
+    small_from = len(text)  # digits from here on are written small and raised, as a cheque's cents often are
+    if len(places) >= 2 and rng.random() < 0.12:
+        small_from = int(rng.choice(places[1:]))
+    small = rng.uniform(0.5, 0.8)
+    for index, character in enumerate(text):
         drift = rng.normal(0, 0.04) * height
         if character == " ":
             x += height * rng.uniform(0.8, 1.5)
@@ -92,10 +98,13 @@ def line(text, pool, rng, no_number=()):
         if previous is not None:
             x += height * ((gap + rng.uniform(-0.08, 0.08)) if previous.isdigit() and character.isdigit()
                            else rng.uniform(0.05, 0.3))
-        if character.isdigit():
+        if character.isdigit() and index >= small_from:
+            raised = baseline + drift - height * (1 - small) * rng.uniform(0.4, 1.0)
+            x = _paste_digit(canvas, pool, int(character), x, raised, height * small, width_factor, rng)
+        elif character.isdigit():
             x = _paste_digit(canvas, pool, int(character), x, baseline + drift, height, width_factor, rng)
         else:
-            x = _draw_mark(canvas, character, x, baseline + drift, height, pen, rng)
+            x = _draw_mark(canvas, character, x, baseline + drift, height, pen, rng, index == len(text) - 1)
         previous = character
     ink = np.asarray(canvas, dtype=np.float32) / 255
     return _as_scanned(_slanted(ink, rng), rng, height, pen)
@@ -114,8 +123,9 @@ def _paste_digit(canvas, pool, digit, x, baseline, height, width_factor, rng):
     return x + picture.width
 
 
-def _draw_mark(canvas, mark, x, baseline, height, pen, rng):
-    """`mark` drawn as a pen draws it, its left at `x`; returns its right edge."""
+def _draw_mark(canvas, mark, x, baseline, height, pen, rng, closing=True):
+    """`mark` drawn as a pen draws it, its left at `x`; returns its right edge. A dash that `closing` a line is
+    sometimes doubled."""
     draw = ImageDraw.Draw(canvas)
 
     def dot(cx, cy):
@@ -135,7 +145,7 @@ def _draw_mark(canvas, mark, x, baseline, height, pen, rng):
         length, level = height * rng.uniform(0.25, 0.55), baseline - height * rng.uniform(0.4, 0.6)
         tilt = length * rng.uniform(-0.1, 0.1)
         glyphs.pen_line(draw, [(x, level + tilt), (x + length, level - tilt)], round(pen))
-        if rng.random() < 0.15:  # doubled, as a cheque's amount is often closed: "5.000="
+        if closing and rng.random() < 0.15:  # doubled, as a cheque's amount is often closed: "5.000="
             below = level + max(pen * 1.5, height * rng.uniform(0.15, 0.25))
             glyphs.pen_line(draw, [(x, below + tilt), (x + length, below - tilt)], round(pen))
         return x + length

@@ -57,20 +57,41 @@ def draw_digit(digit, size, box, stroke, ink=255, background=0, mode="L", offset
     return image
 
 
+# The marks people write in numbers, as strokes in a box as tall as a digit and MARK_WIDTHS of its height wide.
+MARKS = {
+    ".": [[(0.5, 0.93), (0.5, 0.95)]],
+    ",": [[(0.7, 0.9), (0.3, 1.12)]],
+    "-": [[(0.0, 0.52), (1.0, 0.5)]],
+    "/": [[(1.0, 0.0), (0.0, 1.0)]],
+    ":": [[(0.5, 0.3), (0.5, 0.32)], [(0.5, 0.9), (0.5, 0.92)]],
+}
+MARK_WIDTHS = {".": 0.15, ",": 0.15, "-": 0.4, "/": 0.45, ":": 0.15, " ": 0.8}
+
+
 def draw_number(text, height=120, stroke=12, gap=0.35, ink=255, background=0, mode="L", slope=0.0, margin=40):
-    """The digits of `text` written left to right, each `height` px tall with `gap` of that between them, the
-    line rising by `slope` px per px; the picture, and each digit's (x, y, width, height) box in it."""
+    """`text` written left to right, its digits each `height` px tall with `gap` of that between characters, its
+    marks (MARKS) and spaces narrower, the line rising by `slope` px per px; the picture, and each digit's
+    (x, y, width, height) box in it."""
     width = height * 0.75  # draw_digit keeps a digit within the middle three quarters of its box
-    step = width + gap * height
-    size = (int(2 * margin + step * len(text)), int(2 * margin + height + abs(slope) * step * len(text)))
+    advances = [(width if character.isdigit() else MARK_WIDTHS[character] * height) + gap * height
+                for character in text]
+    length = sum(advances)
+    size = (int(2 * margin + length), int(2 * margin + height + abs(slope) * length))
     image = Image.new(mode, size, background)
-    boxes = []
-    for index, character in enumerate(text):
-        left = margin + index * step
-        top = margin + (abs(slope) * step * len(text) if slope > 0 else 0) - slope * index * step
-        draw_digit(int(character), size, height, stroke, ink, background, offset=(
-            left - (size[0] - height) / 2 - height * 0.125, top - (size[1] - height) / 2), image=image)
-        boxes.append((left, top, width, height))
+    pen = ImageDraw.Draw(image)
+    boxes, left = [], margin
+    for character, advance in zip(text, advances):
+        top = margin + (abs(slope) * length if slope > 0 else 0) - slope * (left - margin)
+        if character.isdigit():
+            draw_digit(int(character), size, height, stroke, ink, background, offset=(
+                left - (size[0] - height) / 2 - height * 0.125, top - (size[1] - height) / 2), image=image)
+            boxes.append((left, top, width, height))
+        for line in MARKS.get(character, []):
+            points = [(left + x * MARK_WIDTHS[character] * height, top + y * height) for x, y in line]
+            pen.line(points, fill=ink, width=stroke)
+            for x, y in (points[0], points[-1]):
+                pen.ellipse((x - stroke / 2, y - stroke / 2, x + stroke / 2, y + stroke / 2), fill=ink)
+        left += advance
     return image, boxes
 
 

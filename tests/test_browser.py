@@ -12,12 +12,12 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.images import SHAPES, STROKES, draw_digit, draw_number, encode, marker_on_paper, paper_photo
+from tests.images import MARK_WIDTHS, MARKS, SHAPES, STROKES, draw_digit, draw_number, encode, marker_on_paper, paper_photo
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]
-ANSWER = re.compile(r"^(\d+) \u2014 (\d+)% sure$")
+ANSWER = re.compile(r"^([0-9.,:/ -]+) \u2014 ([0-9.]+)% sure$")
 
 
 @pytest.fixture(scope="module")
@@ -56,33 +56,39 @@ def page(browser, url):
 
 
 def draw(page, text):
-    """Write `text` (digits, or a SHAPES name) on the canvas with the mouse, stroke by stroke, left to right, as
-    a person would."""
+    """Write `text` (digits and marks, or a SHAPES name) on the canvas with the mouse, stroke by stroke, left to
+    right, as a person would."""
     box = page.locator("#pad").bounding_box()
-    height = box["height"] * 0.7
-    shapes = [STROKES[int(character)] for character in text] if text.isdigit() else [SHAPES[text]]
-    step = height * 0.9
-    start = box["x"] + (box["width"] - step * len(shapes)) / 2
-    for index, lines in enumerate(shapes):
-        left, top = start + index * step, box["y"] + box["height"] * 0.15
+    height = box["height"] * 0.6
+    if text in SHAPES:
+        shapes = [(SHAPES[text], 0.6)]
+    else:
+        shapes = [(STROKES[int(character)], 0.6) if character.isdigit() else (MARKS[character], MARK_WIDTHS[character])
+                  for character in text]
+    gap = height * 0.3
+    left = box["x"] + (box["width"] - sum(width * height + gap for _, width in shapes)) / 2
+    for lines, width in shapes:
+        top = box["y"] + box["height"] * 0.15
         for line in lines:
-            points = [(left + x * height * 0.6, top + y * height) for x, y in line]
+            points = [(left + x * height * width, top + y * height) for x, y in line]
             page.mouse.move(*points[0])
             page.mouse.down()
             for point in points[1:]:
                 page.mouse.move(*point, steps=8)
             page.mouse.up()
+        left += width * height + gap
 
 
 def answer(page, expected=None):
-    """The number (as an int) and confidence the status region reads out, once an answer (the `expected`
-    number, if given) has arrived."""
+    """The text and the confidence (a percentage) the status region reads out, once an answer (the `expected`
+    text, if given) has arrived."""
     status = page.get_by_role("status")
-    wanted = f"^{expected} " if expected is not None else ""
-    page.wait_for_function(f"() => /{wanted}.*sure$/.test(document.getElementById('status').textContent)")
+    page.wait_for_function("expected => document.getElementById('status').textContent.endsWith('sure')"
+                           " && (!expected || document.getElementById('status').textContent.startsWith(expected + ' '))",
+                           arg=expected)
     found = ANSWER.match(status.inner_text().strip())
     assert found, status.inner_text()
-    return int(found[1]), int(found[2])
+    return found[1], float(found[2])
 
 
 def posts_to_read(request):
@@ -91,13 +97,13 @@ def posts_to_read(request):
 
 def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
     draw(page, "7")
-    assert answer(page)[0] == 7  # read by itself once the stroke ended
+    assert answer(page)[0] == "7"  # read by itself once the stroke ended
     page.evaluate("document.getElementById('status').textContent = ''")
     with page.expect_response(lambda response: posts_to_read(response.request)) as sent:
         page.get_by_role("button", name="Recognize").click()
     assert sent.value.json()["number"] == "7"  # the button sent the drawing itself
     digit, percent = answer(page)
-    assert digit == 7 and percent >= 50
+    assert digit == "7" and percent >= 50
     winner = page.locator("#chart li.winner .label")
     assert winner.inner_text() == "7"
     seen = page.locator("#model-input")
@@ -114,7 +120,7 @@ def test_draw_recognize_clear_and_upload(page, tmp_path, artefacts):
     photo = tmp_path / "photo-of-a-5.jpg"
     photo.write_bytes(encode(paper_photo(5, size=(1200, 900)), "JPEG", quality=85))
     page.get_by_label("Choose a photo, scan or image of a number").set_input_files(photo)
-    assert answer(page)[0] == 5
+    assert answer(page)[0] == "5"
     page.screenshot(path=artefacts / "page-uploaded-5.png", full_page=True)
     assert page.problems == []
 
@@ -133,7 +139,7 @@ def test_an_unreadable_file_says_so_plainly(page, tmp_path):
 
 def test_a_number_drawn_is_read_with_each_digit_boxed_and_its_own_probabilities(page, artefacts):
     draw(page, "42")
-    assert answer(page, 42)[0] == 42
+    assert answer(page, "42")[0] == "42"
     digits = page.locator("#digits button")
     assert digits.all_inner_texts() == ["4", "2"]
     assert page.locator("#view").is_visible()
@@ -146,12 +152,37 @@ def test_a_number_drawn_is_read_with_each_digit_boxed_and_its_own_probabilities(
     assert page.problems == []
 
 
-def test_a_letter_drawn_is_refused_in_a_plain_sentence(page):
+def test_a_letter_drawn_is_refused_in_a_plain_sentence_with_the_picture_and_the_closest_reading(page, artefacts):
     draw(page, "H")
     page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
-    assert page.get_by_role("status").inner_text() == "That looks like a letter or a drawing, not a digit."
-    assert not page.locator("#view").is_visible()
+    said = page.get_by_role("status").inner_text()
+    assert said.startswith("That looks like a letter, a mark or a drawing, not a number. The closest reading is ")
+    assert re.search(r"\(\d+(\.\d)?% sure\)\.$", said)
+    assert page.locator("#view").is_visible()  # the picture, with the closest reading boxed
+    page.screenshot(path=artefacts / "page-refused-H.png", full_page=True)
     assert [problem for problem in page.problems if "422" not in problem] == []
+
+
+def test_a_drawings_refusal_waits_until_the_pen_has_rested(page):
+    """Ink that is no number yet may be the start of one: its refusal is shown once the pen has rested, not
+    while the writer may go on. The page's clock is Playwright's, so the wait is measured, not slept."""
+    page.clock.install(time=0)
+    page.reload()
+    page.clock.pause_at(60_000)  # from here the page's time moves only when run_for moves it
+    with page.expect_response(lambda response: posts_to_read(response.request)) as sent:
+        draw(page, "scribble")  # one stroke: one request
+    assert sent.value.status == 422
+    page.clock.run_for(300)
+    assert not page.evaluate("document.getElementById('status').classList.contains('error')")
+    page.clock.run_for(1000)
+    assert page.evaluate("document.getElementById('status').classList.contains('error')")
+
+
+def test_a_number_with_a_decimal_point_is_read_with_its_mark(page):
+    draw(page, "3.50")
+    assert answer(page, "3.50")[0] == "3.50"
+    assert page.locator("#digits button").all_inner_texts() == ["3", "5", "0"]
+    assert page.problems == []
 
 
 def test_a_photo_of_a_number_is_read(page, tmp_path):
@@ -159,7 +190,7 @@ def test_a_photo_of_a_number_is_read(page, tmp_path):
     photo = tmp_path / "photo-of-305.jpg"
     photo.write_bytes(encode(marker_on_paper(ink), "JPEG", quality=85))
     page.get_by_label("Choose a photo, scan or image of a number").set_input_files(photo)
-    assert answer(page, 305)[0] == 305
+    assert answer(page, "305")[0] == "305"
     assert page.locator("#digits button").count() == 3
     assert page.problems == []
 
@@ -179,8 +210,8 @@ def test_the_controls_work_from_the_keyboard_with_a_visible_focus(page):
     assert page.problems == []
 
 
-def test_the_page_fits_a_phone_and_draws_with_touch(browser, url, artefacts):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+def test_the_page_fits_a_phone_draws_with_touch_and_brings_the_answer_into_view(browser, url, artefacts):
+    context = browser.new_context(viewport={"width": 375, "height": 667}, has_touch=True, is_mobile=True)
     page = context.new_page()
     problems = []
     page.on("pageerror", lambda error: problems.append(str(error)))
@@ -195,8 +226,11 @@ def test_the_page_fits_a_phone_and_draws_with_touch(browser, url, artefacts):
     for point in points[1:]:
         touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
     touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    assert answer(page)[0] == 1
-    page.screenshot(path=artefacts / "page-phone.png", full_page=True)
+    assert answer(page)[0] == "1"
+    page.wait_for_function("() => { const box = document.getElementById('status').getBoundingClientRect();"
+                           " return box.top >= 0 && box.bottom <= window.innerHeight + 1 }")  # to the pixel
+    assert page.locator("#pad").bounding_box()["y"] + 50 > 0  # and the canvas still in view, to write on
+    page.screenshot(path=artefacts / "page-phone.png")
     context.close()
     assert problems == []
 
@@ -212,6 +246,6 @@ def test_an_image_dropped_on_the_page_is_read(page):
     page.dispatch_event("#drop", "dragover", {"dataTransfer": dropped})
     assert "dragging" in page.locator("#drop").get_attribute("class")
     page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
-    assert answer(page)[0] == 2
+    assert answer(page)[0] == "2"
     assert "dragging" not in page.locator("#drop").get_attribute("class")
     assert page.problems == []

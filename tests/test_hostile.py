@@ -26,7 +26,8 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 from app import DEFAULTS, uploads
-from app.preprocessing import ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit, ink_map, preprocess
+from app.preprocessing import (LINE_HEIGHT, LINE_WIDTHS, ImageTooLarge, InvalidImage, NoDigit, decode, frame_digit,
+                               frame_line, ink_map, preprocess)
 from tests.conftest import ROOT
 from tests.images import draw_digit, encode, mnist_style, paper_photo, png, png_chunk
 
@@ -168,15 +169,50 @@ def test_random_pictures_give_a_finite_ink_map_in_0_1_and_a_digit_or_no_digit(da
         pass
 
 
+def float_ink_maps(max_side):
+    """Float ink maps of any shape up to `max_side` and any values, NaN and infinities included."""
+    return st.sampled_from([np.float32, np.float64]).flatmap(lambda dtype: arrays(
+        dtype, array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=max_side),
+        elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+
+
 @PROPERTY
-@given(st.sampled_from([np.float32, np.float64]).flatmap(lambda dtype: arrays(
-    dtype, array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=100),
-    elements=st.floats(width=32, allow_nan=True, allow_infinity=True))))
+@given(float_ink_maps(100))
 def test_any_float_ink_map_frames_to_a_digit_or_no_digit(ink):
     try:
         assert_digit(frame_digit(ink))
     except NoDigit:
         pass
+
+
+@PROPERTY
+@given(float_ink_maps(300))
+def test_any_float_ink_map_frames_to_a_line_or_no_digit(ink):
+    try:
+        line = frame_line(ink)
+    except NoDigit:
+        return
+    assert line.dtype == np.uint8 and line.shape[0] == LINE_HEIGHT and 1 <= line.shape[1] <= LINE_WIDTHS[-1]
+
+
+def test_any_picture_reads_as_a_number_of_at_most_max_digits_or_a_documented_error(client):
+    """Through the endpoint, both readers and the rule between them: a reading never holds more digits than
+    MAX_DIGITS, and its text is its digits with marks and single spaces."""
+    max_digits = client.application.config["MAX_DIGITS"]
+
+    @settings(PROPERTY, max_examples=60)
+    @given(pictures())
+    def reads(data):
+        response = client.post("/read.json", data=data, content_type="image/png")
+        answer = response.get_json()
+        if response.status_code == 200:
+            assert 1 <= len(answer["number"]) <= max_digits and len(answer["digits"]) == len(answer["number"])
+            assert "".join(character for character in answer["text"] if character.isdigit()) == answer["number"]
+            assert answer["text"] == " ".join(answer["text"].split())
+        else:
+            assert answer["error"]["code"] in ("invalid_image", "no_digit", "not_a_digit", "too_many_digits")
+
+    reads()
 
 
 # The API against its own OpenAPI document.

@@ -31,9 +31,10 @@ def test_healthz_says_ok_with_the_model_version(client, app):
     response_validator("/healthz", "get", 200).validate(response.get_json())
 
 
-def test_model_json_serves_the_committed_card(client):
+def test_model_json_serves_the_committed_cards(client):
     response = client.get("/model.json")
-    assert response.get_json() == json.loads((ROOT / "model" / "model.json").read_text())
+    assert response.get_json() == {**json.loads((ROOT / "model" / "model.json").read_text()),
+                                   "line_reader": json.loads((ROOT / "model" / "lines.json").read_text())}
     response_validator("/model.json", "get", 200).validate(response.get_json())
 
 

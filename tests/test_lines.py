@@ -1,5 +1,6 @@
-"""The line reader's training lines (scripts/lines.py), its input (frame_line), reading its output, and
-scripts/train_lines.py end to end in quick mode."""
+"""The line reader's training lines (scripts/lines.py), its input (frame_line), reading its output (each
+character's place and box, and when its reading stands instead of the segmenter's), and scripts/train_lines.py
+end to end in quick mode."""
 
 import json
 import subprocess
@@ -8,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from app.line_reader import ALPHABET, STEP, greedy_reading, text_of
-from app.preprocessing import LINE_HEIGHT, LINE_MARGIN, LINE_WIDTHS, NoDigit, frame_line, padded_lines
+from app.line_reader import ALPHABET, STEP, Character, LineReading, chosen_reader, greedy_reading, spans, text_of
+from app.preprocessing import (LINE_HEIGHT, LINE_MARGIN, LINE_WIDTHS, NoDigit, frame_line, line_crop,
+                               padded_lines)
 from scripts import lines
 from scripts import train_lines as line_recipe
 from scripts.mnist_data import load_mnist
@@ -103,3 +105,61 @@ def test_quick_mode_trains_a_line_reader_that_loads_and_reads_a_step_every_four_
     probabilities = np.asarray(model.predict(np.zeros((2, LINE_HEIGHT, 256, 1), np.float32), verbose=0))
     assert probabilities.shape == (2, 256 // STEP, len(ALPHABET) + 1)
     np.testing.assert_allclose(probabilities.sum(axis=2), 1, atol=1e-5)
+
+
+def characters(text_and_steps):
+    """Characters read at the given steps, each 0.9 sure: [("1", (2, 4)), ...]."""
+    return [Character(text, steps, 0.9) for text, steps in text_and_steps]
+
+
+def reading(text_and_steps, steps=40, confidence=0.9, no_digit=0.0):
+    """A LineReading of those characters over `steps` steps, a frame of 4 * steps columns."""
+    probabilities = np.zeros((steps, len(ALPHABET) + 1))
+    probabilities[:, 0] = 1 - no_digit
+    probabilities[:, 1] = no_digit  # the chance of a digit somewhere
+    read = characters(text_and_steps)
+    for character in read:
+        character.confidence = confidence
+    return LineReading(read, probabilities, slice(0, 32), slice(0, 4 * steps), 4 * steps)
+
+
+def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink():
+    read = characters([("3", (1, 3)), (".", (6, 7)), ("5", (10, 12))])
+    assert spans(read, 15) == [(0, 18), (18, 34), (34, 60)]
+    ink = np.zeros((100, 400), np.float32)
+    ink[20:80, 50:90] = 1  # a digit
+    ink[72:80, 110:118] = 1  # a dot on the baseline
+    ink[20:80, 140:190] = 1  # a digit
+    framed, (rows, cols) = frame_line(ink), line_crop(ink)
+    scale = (framed.shape[1] - 2 * LINE_MARGIN) / (cols.stop - cols.start)
+
+    def step(column):  # the step of the framed line at an ink-map column
+        return int((LINE_MARGIN + (column - cols.start) * scale) // STEP)
+
+    read = characters([("3", (step(70), step(70) + 1)), (".", (step(114), step(114) + 1)),
+                       ("5", (step(165), step(165) + 2))])
+    line = LineReading(read, np.zeros((framed.shape[1] // STEP, len(ALPHABET) + 1)), rows, cols, framed.shape[1])
+    wanted = [(50, 20, 40, 60), (110, 72, 8, 8), (140, 20, 50, 60)]
+    for box, expected in zip(line.boxes(ink), wanted, strict=True):  # to within a step's columns
+        assert all(isinstance(value, int) for value in box)
+        assert np.abs(np.subtract(box, expected)).max() <= STEP / scale, (box, expected)
+
+
+@pytest.mark.parametrize("segmenter, confidence, refused, line, chosen", [
+    ("350", 0.99, True, reading([("3", (1, 2)), ("5", (5, 6)), ("0", (8, 9))]), "refuse"),  # its refusals stand
+    ("111", 0.9, False, reading([], no_digit=0.01), "refuse"),  # a dash: sure there is no digit
+    ("1", 0.9, False, reading([], no_digit=0.5), "segmenter"),  # not sure: the segmenter's reading stands
+    ("350", 0.99, False, reading([("3", (1, 2)), (".", (3, 4)), ("5", (5, 6)), ("0", (8, 9))]), "segmenter"),
+    ("17", 0.99, False, reading([("-", (1, 2)), ("7", (4, 5))]), "line"),  # the minus read as a 1 by the segmenter
+    ("11250", 0.99, False, reading([("1", (1, 2)), (",", (3, 4)), ("2", (5, 6)), ("5", (7, 8)), ("0", (9, 10))],
+                                   confidence=0.99), "line"),  # and a comma's tail
+    ("12106", 0.95, False, reading([("1", (1, 2)), ("2", (3, 4)), ("/", (6, 7)), ("0", (8, 9)), ("6", (11, 12))],
+                                   confidence=0.99), "segmenter"),  # not a slash: the line reader reads a slanted 1 as one too
+    ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4)), ("0", (6, 7))]), "line"),  # a doubtful segmenter
+    ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4))], confidence=0.6), "segmenter"),  # both doubtful
+    ("58", 0.99, False, reading([("5", (1, 2)), ("9", (3, 4))]), "segmenter"),  # a sure segmenter
+    (None, 0.0, False, reading([("5", (1, 2)), ("9", (3, 4))]), "line"),  # too many pieces for the segmenter
+])
+def test_the_line_readers_reading_stands_where_it_is_sure_and_the_segmenter_doubtful_or_reading_marks(
+        segmenter, confidence, refused, line, chosen):
+    assert chosen_reader(segmenter, confidence, refused, line) == chosen

@@ -100,3 +100,36 @@ def test_a_malformed_setting_names_itself(monkeypatch):
     monkeypatch.setenv("MAX_BATCH", "many")
     with pytest.raises(ValueError, match="MAX_BATCH"):
         create_app()
+
+
+@pytest.fixture
+def model_with_lines(model_copy):
+    for name in ("lines.h5", "lines.json"):
+        shutil.copy(ROOT / "model" / name, model_copy.with_name(name))
+    return model_copy
+
+
+@pytest.mark.parametrize("damage, message", [("missing", "cannot read the line reader"),
+                                             ("changed", "is not the line reader that .* describes"),
+                                             ("alphabet", "reads '0123456789', not the service's")])
+def test_a_line_reader_missing_or_not_the_one_its_card_describes_refuses_to_start(model_with_lines, damage, message):
+    lines, card_path = model_with_lines.with_name("lines.h5"), model_with_lines.with_name("lines.json")
+    if damage == "missing":
+        lines.unlink()
+    elif damage == "changed":
+        lines.write_bytes(lines.read_bytes()[:-8] + b"\xff" * 8)
+    else:
+        card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "alphabet": "0123456789"}))
+    with pytest.raises(ModelError, match=message):
+        Predictor.load(model_with_lines)
+
+
+def test_without_a_line_reader_the_number_is_read_as_before_and_its_text_is_its_digits(model_copy):
+    from tests.images import draw_number, encode
+    from tests.test_read import read
+
+    client = create_app({"TESTING": True, "MODEL_PATH": str(model_copy)}).test_client()
+    assert "line_reader" not in client.get("/model.json").get_json()
+    answer = read(client, encode(draw_number("3.50", ink=0, background=255)[0])).get_json()
+    assert answer["text"] == answer["number"] and answer["marks"] == []
+    assert answer["number"].endswith("50")

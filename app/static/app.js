@@ -1,9 +1,11 @@
 // The page's behaviour: draw on the canvas or pick/drop a file, send it to POST /read.json, show the
-// number read, each digit boxed over the picture, and for the chosen digit its ten probabilities and the
-// 28x28 picture the model read.
+// text read, each digit boxed over the picture, and for the chosen digit its ten probabilities and the
+// 28x28 picture the model read. A refusal shows the picture and the closest reading.
 "use strict";
 
 const ENDPOINT = "read.json?model_input=true";
+const PEN_REST_MS = 900; // a drawing's refusal waits until the pen has rested this long: the number may go on
+const UNSURE = 0.5; // a reading less sure than this is offered as a guess, not as the answer
 
 const pad = document.getElementById("pad");
 const context = pad.getContext("2d");
@@ -21,6 +23,8 @@ let drawn = false;
 let stroke = null; // the pointer's last points while a stroke is drawn
 let pending = null; // the request in flight, aborted when a newer one starts
 let shown = null; // the reading on show: {reading, picture (an ImageBitmap), chosen (a digit's index)}
+let penLifted = 0; // when the pen last left the canvas (performance.now())
+let waitingRefusal = null; // the timer of a drawing's refusal waiting for the pen to rest
 
 function clearPad() {
   context.fillStyle = "#ffffff";
@@ -40,6 +44,7 @@ function startStroke(event) {
   if (event.button !== 0) return;
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
+  clearTimeout(waitingRefusal);
   const point = padPoint(event);
   stroke = [point, point];
   context.lineWidth = pad.height / 14;
@@ -72,6 +77,7 @@ function extendStroke(event) {
 function endStroke() {
   if (!stroke) return;
   stroke = null;
+  penLifted = performance.now();
   recognizeDrawing();
 }
 
@@ -80,7 +86,7 @@ function recognizeDrawing() {
     showError("Draw a digit or a number first: the canvas is blank.");
     return;
   }
-  pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+  pad.toBlob((blob) => send(blob, "drawing.png", true), "image/png");
 }
 
 function recognizeFile(file) {
@@ -92,8 +98,9 @@ function recognizeFile(file) {
   send(file, file.name);
 }
 
-async function send(blob, name) {
+async function send(blob, name, drawing = false) {
   if (pending) pending.abort();
+  clearTimeout(waitingRefusal);
   pending = new AbortController();
   const form = new FormData();
   form.append("image", blob, name);
@@ -102,11 +109,19 @@ async function send(blob, name) {
   try {
     const response = await fetch(ENDPOINT, { method: "POST", body: form, signal: pending.signal });
     const answer = await response.json().catch(() => null);
-    if (!response.ok || !answer || answer.error) {
-      showError(explain(response.status, answer && answer.error));
+    const error = answer && answer.error;
+    if (error && error.code === "not_a_digit" && error.closest) {
+      const picture = await createImageBitmap(blob).catch(() => null);
+      const rest = drawing ? PEN_REST_MS - (performance.now() - penLifted) : 0;
+      waitingRefusal = setTimeout(() => showRefusal(error, picture), Math.max(rest, 0));
+      return;
+    }
+    if (!response.ok || !answer || error) {
+      showError(explain(response.status, error));
       return;
     }
     await showReading(answer, blob);
+    bringIntoView();
   } catch (error) {
     if (error.name !== "AbortError") showError("The service could not be reached. Try again in a moment.");
   } finally {
@@ -117,22 +132,49 @@ async function send(blob, name) {
 function explain(status, error) {
   const code = error && error.code;
   if (code === "no_digit") return "No digit found: write or photograph a number, dark on light or light on dark.";
-  if (code === "not_a_digit") return "That looks like a letter or a drawing, not a digit.";
+  if (code === "not_a_digit") return "That looks like a letter, a mark or a drawing, not a number.";
   if (code === "too_many_digits") return "That is more digits than are read at once: write a shorter number.";
   if (code === "invalid_image") return "That file could not be read as an image. Try a PNG, JPEG, GIF, BMP, TIFF or WebP.";
   if (code === "image_too_large" || status === 413) return "That image is too large. Try a smaller photo.";
   return (error && error.message) || `The service answered with an error (HTTP ${status}).`;
 }
 
+function percent(probability) {
+  // To a tenth of a percent near certainty, never "100%" short of it: 0.9986 reads 99.9%.
+  const value = probability < 1 ? Math.min(Math.round(probability * 1000) / 10, 99.9) : 100;
+  return value >= 99 ? `${value.toFixed(1)}%` : `${Math.round(value)}%`;
+}
+
+function bringIntoView() {
+  // On a small screen the answer lies below the canvas: bring it up, no further than needed.
+  const box = statusLine.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) statusLine.scrollIntoView({ block: "nearest" });
+}
+
+function showRefusal(error, picture) {
+  const closest = error.closest;
+  resetAnswer();
+  statusLine.textContent = `${explain(422, error)} The closest reading is ${closest.text || closest.number} `
+    + `(${percent(closest.confidence)} sure).`;
+  statusLine.classList.add("error");
+  if (picture) {
+    shown = { reading: closest, picture, chosen: -1 };
+    drawView();
+  }
+  bringIntoView();
+}
+
 async function showReading(reading, blob) {
-  const percent = Math.round(reading.confidence * 100);
-  statusLine.textContent = `${reading.number} \u2014 ${percent}% sure`;
+  const text = reading.text || reading.number;
+  statusLine.textContent = reading.confidence < UNSURE
+    ? `Unsure: perhaps ${text}, ${percent(reading.confidence)} sure. Write it again more clearly?`
+    : `${text} \u2014 ${percent(reading.confidence)} sure`;
   digitList.replaceChildren(...reading.digits.map((digit, index) => {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "digit";
     button.textContent = digit.digit;
-    button.setAttribute("aria-label", `Digit ${index + 1}: ${digit.digit}, ${Math.round(digit.confidence * 100)}% sure`);
+    button.setAttribute("aria-label", `Digit ${index + 1}: ${digit.digit}, ${percent(digit.confidence)} sure`);
     button.addEventListener("click", () => choose(index));
     return button;
   }));
@@ -151,13 +193,15 @@ function choose(index) {
   digit.probabilities.forEach((probability, value) => {
     const row = chart[value];
     row.querySelector(".fill").style.width = `${(probability * 100).toFixed(1)}%`;
-    row.querySelector(".value").textContent = `${Math.round(probability * 100)}%`;
+    row.querySelector(".value").textContent = percent(probability);
     row.classList.toggle("winner", value === digit.digit);
   });
-  modelInput.src = digit.model_input;
-  modelInput.alt = `The 28 by 28 picture the model read as ${digit.digit}`;
-  modelInput.hidden = false;
-  modelInputCaption.hidden = false;
+  // A digit the line reader read, rather than the segmenter, has no 28x28 picture of its own.
+  modelInput.hidden = modelInputCaption.hidden = !digit.model_input;
+  if (digit.model_input) {
+    modelInput.src = digit.model_input;
+    modelInput.alt = `The 28 by 28 picture the model read as ${digit.digit}`;
+  }
   drawView();
 }
 
@@ -180,7 +224,9 @@ function drawView() {
     paint.strokeRect(left + x * scale, top + y * scale, width * scale, height * scale);
     paint.fillText(`${digit.digit}`, left + x * scale + 2, Math.max(top + y * scale - 4, 14));
   });
-  view.setAttribute("aria-label", `The picture read as ${reading.number}, each digit boxed`);
+  view.setAttribute("aria-label", chosen < 0
+    ? `The picture, refused: the closest reading ${reading.number} boxed`
+    : `The picture read as ${reading.text || reading.number}, each digit boxed`);
   view.hidden = false;
 }
 
@@ -212,6 +258,7 @@ pad.addEventListener("pointercancel", endStroke);
 document.getElementById("recognize").addEventListener("click", recognizeDrawing);
 document.getElementById("clear").addEventListener("click", () => {
   if (pending) pending.abort();
+  clearTimeout(waitingRefusal);
   clearPad();
   resetAnswer();
   statusLine.textContent = "Cleared. Write a digit or a number, or upload an image.";
