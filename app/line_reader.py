@@ -3,7 +3,8 @@
 The line reader (scripts/train_lines.py) reads a line of ink (app/preprocessing.frame_line) as a sequence of
 steps, one every STEP columns, each with the probabilities of CTC's blank (class 0) and of the characters of
 ALPHABET. A greedy reading takes each step's likeliest class, merges repeats and drops blanks; a character's
-steps are where it was read, so its place in the line.
+steps are where it was read, so its place in the line and its box. chosen_reader decides whether a picture's
+answer is this reading or the segmenter's (app/segmentation.py).
 """
 
 import math
@@ -16,7 +17,7 @@ from scipy import ndimage
 from app.preprocessing import LINE_INK, LINE_MARGIN
 
 ALPHABET = "0123456789.,-/: "  # the reader's classes after the blank: the digits, then the marks in numbers
-MARKS = ".,-/:"  # and a space between groups of digits
+MARKS = ".,-/:"  # the marks in numbers that an answer boxes; ALPHABET's space only parts groups of digits
 ONE_LIKE_MARKS = ".,-:"  # marks the segmenter may read as a 1 where the line reader's reading stands instead
 STEP = 4  # columns of the framed line per step of the reader's output
 # When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
