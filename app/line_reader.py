@@ -10,6 +10,7 @@ answer is this reading or the segmenter's (app/segmentation.py).
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -78,6 +79,7 @@ class LineReading:
 
     characters: list  # of Character, in reading order
     probabilities: np.ndarray  # (steps, 1 + len(ALPHABET))
+    ink: np.ndarray  # the picture's ink map
     rows: slice  # the ink map's rows and columns that were framed (preprocessing.line_crop)
     cols: slice
     width: int  # of the framed line, in columns, margins included
@@ -94,13 +96,14 @@ class LineReading:
         stop = int(self.cols.start) + min(span[1] - LINE_MARGIN, inner) * scale
         return math.floor(start), max(math.ceil(stop), math.floor(start) + 1)
 
-    def boxes(self, ink):
+    @cached_property
+    def boxes(self):
         """Each character's box (x, y, width, height) in ink-map pixels: the ink within its span's columns that
         touches the columns it was read at (not a neighbour's edge), or all of that ink if none does."""
         boxes = []
         for character, span in zip(self.characters, spans(self.characters, len(self.probabilities))):
             start, stop = self.ink_columns(span)
-            window = np.asarray(ink[self.rows, start:stop]) >= LINE_INK
+            window = np.asarray(self.ink[self.rows, start:stop]) >= LINE_INK
             core_start, core_stop = self.ink_columns((character.steps[0] * STEP, character.steps[1] * STEP))
             labels, _ = ndimage.label(window, structure=np.ones((3, 3), dtype=bool))
             touching = np.unique(labels[:, max(core_start - start, 0) : max(core_stop - start, 1)])

@@ -75,7 +75,7 @@ class Predictor:
         """The line reader's probabilities for uint8 lines of preprocessing.frame_line: for each, an array
         (steps, 1 + len(line_reader.ALPHABET)), one step per STEP of its columns. One line a call, padded to
         one of LINE_WIDTHS: three compiled programs, where batches of them would take a worker's memory."""
-        forward = _line_forward(self.line_reader)
+        forward = _forward(self.line_reader)
         return [np.asarray(forward(padded_lines([line])))[0, : line.shape[1] // STEP].astype(np.float64)
                 for line in lines]
 
@@ -269,14 +269,15 @@ def _with_zero_initialisers(config):
 def _forward(model):
     """The model's inference as one compiled call: on JAX a jitted function of the pixels, which skips the
     per-call bookkeeping of predict_on_batch; elsewhere predict_on_batch itself. The model is the network
-    that scripts/train.py saves, then softmax(logits * scale): on JAX the network's weights and the scale
-    are the compiled program's arguments, so that the classifier and the reader, one network with two sets
-    of weights, share one program per batch size (each ~5 MB a worker)."""
+    that scripts/train.py saves, then softmax(logits * scale) (the line reader's: a plain softmax, scale 1):
+    on JAX the network's weights and the scale are the compiled program's arguments, so that the classifier
+    and the reader, one network with two sets of weights, share one program per batch size (each ~5 MB a
+    worker)."""
     import keras
 
     if keras.backend.backend() != "jax":
         return model.predict_on_batch
-    network, scale = model.layers[0], float(model.layers[1].scale)
+    network, scale = model.layers[0], float(getattr(model.layers[1], "scale", 1.0))
     weights = ([variable.value for variable in network.trainable_variables],
                [variable.value for variable in network.non_trainable_variables])
     program = _program(network)
@@ -321,22 +322,5 @@ def _load_line_reader(path, sha256):
     """The line reader, its programs compiled for each of LINE_WIDTHS, so that no request waits."""
     model = _loadable_model(path)
     for width in LINE_WIDTHS:
-        _line_forward(model)(np.zeros((1, LINE_HEIGHT, width, 1), dtype=np.float32))
+        _forward(model)(np.zeros((1, LINE_HEIGHT, width, 1), dtype=np.float32))
     return model
-
-
-@lru_cache(maxsize=2)
-def _line_forward(model):
-    """The line reader's inference as one compiled call, as _forward: on JAX a jitted function of the lines."""
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return model.predict_on_batch
-    import jax
-
-    network = model.layers[0]
-    weights = ([variable.value for variable in network.trainable_variables],
-               [variable.value for variable in network.non_trainable_variables])
-    program = jax.jit(lambda trainable, non_trainable, lines: jax.nn.softmax(
-        network.stateless_call(trainable, non_trainable, lines, training=False)[0]))
-    return lambda lines: program(*weights, lines)

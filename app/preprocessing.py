@@ -134,11 +134,12 @@ def line_crop(ink):
     return rows, cols
 
 
-def frame_line(ink):
-    """A line's float ink map (1.0 = ink) cropped to its ink (line_crop) and scaled so that the ink is LINE_HEIGHT
-    less two margins tall, as uint8 (LINE_HEIGHT, width), ink high; squeezed to the widest of LINE_WIDTHS if wider."""
+def frame_line(ink, crop=None):
+    """A line's float ink map (1.0 = ink) cropped to its ink (line_crop, or `crop` where the caller has it) and
+    scaled so that the ink is LINE_HEIGHT less two margins tall, as uint8 (LINE_HEIGHT, width), ink high;
+    squeezed to the widest of LINE_WIDTHS if wider."""
     ink = np.fmin(np.fmax(np.asarray(ink, dtype=np.float32), 0), 1)
-    crop = ink[line_crop(ink)]
+    crop = ink[crop or line_crop(ink)]
     tall = LINE_HEIGHT - 2 * LINE_MARGIN
     wide = min(max(1, round(crop.shape[1] * tall / crop.shape[0])), LINE_WIDTHS[-1] - 2 * LINE_MARGIN)
     resample = Image.Resampling.BOX if crop.shape[0] > tall else Image.Resampling.BILINEAR

@@ -68,9 +68,9 @@ def _line_readings(predictor, inks):
     if predictor.line_reader is None:
         return [None] * len(inks)
     crops = [line_crop(ink) for ink in inks]
-    framed = [frame_line(ink) for ink in inks]
-    return [LineReading(greedy_reading(rows), rows, *crop, line.shape[1])
-            for rows, crop, line in zip(predictor.read_lines(framed), crops, framed)]
+    framed = [frame_line(ink, crop) for ink, crop in zip(inks, crops)]
+    return [LineReading(greedy_reading(rows), rows, ink, *crop, line.shape[1])
+            for rows, ink, crop, line in zip(predictor.read_lines(framed), inks, crops, framed)]
 
 
 def _predict(predictor, segmentations):
@@ -129,31 +129,31 @@ def _answer(digits, refused, picture, refusal_threshold, show_input, reader=None
     digits, or the line reader's where line_reader.chosen_reader picks them (or `reader` says), with the text
     the line reader read and its marks when it read the same digits."""
     max_digits = current_app.config["MAX_DIGITS"]
-    line, ink, size = picture.line, picture.ink, picture.size
+    line, size = picture.line, picture.size
     number = _segmenter_number(digits, size, refusal_threshold, show_input)
     if reader is None:
         reader = "segmenter" if line is None else chosen_reader(number["number"], number["confidence"], refused, line)
     if reader == "line":
-        number = _line_number(line, ink, size)
+        number = _line_number(line, size)
     if reader == "refuse" and not refused:  # the line reader is sure it holds no digit: a dash, a row of them
         if len(number["digits"]) > max_digits:  # a row of dashes cut into pieces: no reading worth offering
             return ApiError(422, "not_a_digit", NOT_A_NUMBER)
-        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=_with_text(number, None, ink, size))
+        return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=_with_text(number, None, size))
     if len(number["digits"]) > max_digits:
         return ApiError(422, "too_many_digits",
                         f"the picture holds {len(number['digits'])} digits: at most {max_digits} are read")
-    number = _with_text(number, line, ink, size)
+    number = _with_text(number, line, size)
     if refused:
         return ApiError(422, "not_a_digit", NOT_A_NUMBER, closest=number)
     return number
 
 
-def _with_text(number, line, ink, size):
+def _with_text(number, line, size):
     """A reading with its text and its marks: the line reader's where it read the same digits, else the digits.
     Where it read marks, every box is its own, so that no digit's box holds a mark beside it."""
     if line is None or digits_of(line.characters) != number["number"]:
         return {**number, "text": number["number"], "marks": []}
-    boxes = [(character.text, _box(box, size)) for character, box in zip(line.characters, line.boxes(ink))
+    boxes = [(character.text, _box(box, size)) for character, box in zip(line.characters, line.boxes)
              if character.text != " "]
     marks = [{"mark": text, "box": box} for text, box in boxes if text in MARKS]
     if marks:
@@ -176,11 +176,11 @@ def _segmenter_number(digits, size, refusal_threshold, show_input):
             "confidence": round(math.prod(answer["confidence"] for answer in read), 6), "digits": read}
 
 
-def _line_number(line, ink, size):
+def _line_number(line, size):
     """The line reader's reading in the same shape: each digit's probabilities where it was read surest, its
     box from the columns it was read at, cut to its ink."""
     read = []
-    for character, box in zip(line.characters, line.boxes(ink)):
+    for character, box in zip(line.characters, line.boxes):
         if character.text.isdigit():
             rounded = [round(float(p), 6) for p in line.digit_probabilities(character)]
             read.append({"digit": int(character.text), "confidence": rounded[int(character.text)],

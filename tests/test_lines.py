@@ -120,7 +120,8 @@ def reading(text_and_steps, steps=40, confidence=0.9, no_digit=0.0):
     read = characters(text_and_steps)
     for character in read:
         character.confidence = confidence
-    return LineReading(read, probabilities, slice(0, 32), slice(0, 4 * steps), 4 * steps)
+    return LineReading(read, probabilities, np.zeros((32, 4 * steps)), slice(0, 32), slice(0, 4 * steps),
+                       4 * steps)
 
 
 def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink():
@@ -138,9 +139,10 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
 
     read = characters([("3", (step(70), step(70) + 1)), (".", (step(114), step(114) + 1)),
                        ("5", (step(165), step(165) + 2))])
-    line = LineReading(read, np.zeros((framed.shape[1] // STEP, len(ALPHABET) + 1)), rows, cols, framed.shape[1])
+    line = LineReading(read, np.zeros((framed.shape[1] // STEP, len(ALPHABET) + 1)), ink, rows, cols,
+                       framed.shape[1])
     wanted = [(50, 20, 40, 60), (110, 72, 8, 8), (140, 20, 50, 60)]
-    for box, expected in zip(line.boxes(ink), wanted, strict=True):  # to within a step's columns
+    for box, expected in zip(line.boxes, wanted, strict=True):  # to within a step's columns
         assert all(isinstance(value, int) for value in box)
         assert np.abs(np.subtract(box, expected)).max() <= STEP / scale, (box, expected)
 
