@@ -19,13 +19,16 @@ from app.preprocessing import LINE_INK, LINE_MARGIN
 
 ALPHABET = "0123456789.,-/: "  # the reader's classes after the blank: the digits, then the marks in numbers
 MARKS = ".,-/:"  # the marks in numbers that an answer boxes; ALPHABET's space only parts groups of digits
-ONE_LIKE_MARKS = ".,-:"  # marks the segmenter may read as a 1 where the line reader's reading stands instead
+DIGIT_LIKE_MARKS = ".,-:"  # marks the segmenter may read as digits where the line reader's reading stands instead
 STEP = 4  # columns of the framed line per step of the reader's output
 # When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
 # real-dev's cheques and other alphabets (docs/reading.md):
 NO_NUMBER_SURE = 0.9  # a line read as no digit is refused when the reader is this sure
 SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
 LINE_SURE = 0.5  # this and the line reader at least this
+SPACE_PITCH = 1.2  # a space parts groups of digits this many times further apart than the line's usual digits
+SLASH_SURE = 0.98  # a slash the segmenter read as a 1 stands where the line reader is this sure of it, in a date
+DATE = re.compile(r"\d{1,2}/\d{1,2}(/\d{2,4})?")  # "12/06", "1/3/2026": the shape a slash between digits takes
 
 
 @dataclass
@@ -50,8 +53,31 @@ def greedy_reading(probabilities):
 
 
 def text_of(characters):
-    """The text the characters spell, spaces between groups kept single and none at either end."""
-    return " ".join("".join(character.text for character in characters).split())
+    """The text the characters spell: a space only between groups of digits set apart (spaced_groups), and single."""
+    return "".join(character.text for character in spaced_groups(characters))
+
+
+def spaced_groups(characters):
+    """The characters with only the spaces that part groups of digits: a space between two digits that lie at
+    least SPACE_PITCH times the line's median distance between neighbouring digits apart. Where every digit
+    stands as far from the next, the gaps are the writer's spacing, not groups."""
+    def centre(character):
+        return (character.steps[0] + character.steps[1]) / 2
+
+    written = [character for character in characters if character.text != " "]
+    pitches = [centre(after) - centre(before) for before, after in zip(written, written[1:])
+               if before.text.isdigit() and after.text.isdigit()]
+    usual = float(np.median(pitches)) if pitches else 0.0
+    kept = []
+    for index, character in enumerate(characters):
+        if character.text != " ":
+            kept.append(character)
+            continue
+        after = next((later for later in characters[index + 1 :] if later.text != " "), None)
+        if (kept and kept[-1].text.isdigit() and after is not None and after.text.isdigit()
+                and centre(after) - centre(kept[-1]) >= SPACE_PITCH * usual):
+            kept.append(character)
+    return kept
 
 
 def digits_of(characters):
@@ -133,7 +159,7 @@ def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, rea
     """Which reading a picture's answer is: "segmenter" (the classifier over cut candidates), "line" (the line
     reader's) or "refuse" (no number). The segmenter's refusals stand; the line reader refuses a line it is
     sure holds no digit (a dash, a row of dashes, a stroke), and its reading, when it is sure of it, replaces one
-    of the segmenter's that disagrees and is doubtful or read its marks as 1s."""
+    of the segmenter's that disagrees and is doubtful or read its marks as digits."""
     if segmenter_refused:
         return "refuse"
     number = digits_of(reading.characters)
@@ -142,17 +168,26 @@ def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, rea
     confidence = confidence_of(reading.characters)
     if number == segmenter_number or confidence < LINE_SURE:
         return "segmenter"
-    if segmenter_confidence < SEGMENTER_UNSURE or marks_read_as_ones(segmenter_number, reading.characters):
+    if segmenter_confidence < SEGMENTER_UNSURE or marks_read_as_digits(segmenter_number, reading.characters):
         return "line"
     return "segmenter"
 
 
-def marks_read_as_ones(segmenter_number, characters):
-    """Whether the segmenter's number is the line reader's digits with some of its marks read as 1s, as a
-    classifier of single digits reads a dash, a comma's tail or a colon: "17" for "-7". Not a slash: the line
-    reader also reads a slanted 1 as one, so a slash stands only where the segmenter is doubtful."""
+def marks_read_as_digits(segmenter_number, characters):
+    """Whether the segmenter's number is the line reader's digits with some of its marks read as digits, as a
+    classifier of single digits reads them: a dash, a colon or a comma's tail as a 1, a comma as a 9 ("17" for
+    "-7", "79939" for "7,939"). A slash counts, as a 1, only in a date the line reader is SLASH_SURE of
+    ("12106" for "12/06"): it also reads a slanted 1 as a slash, and elsewhere "1611" would become "16/1"."""
     if segmenter_number is None:
         return False
-    pattern = "".join(character.text if character.text.isdigit() else "1?" if character.text in ONE_LIKE_MARKS
-                      else "" for character in characters)
+    is_date = DATE.fullmatch("".join(character.text for character in characters)) is not None
+
+    def read_as(character):
+        if character.text.isdigit():
+            return character.text
+        if character.text in DIGIT_LIKE_MARKS:
+            return r"\d?"
+        return "1?" if character.text == "/" and is_date and character.confidence >= SLASH_SURE else ""
+
+    pattern = "".join(read_as(character) for character in characters)
     return re.fullmatch(pattern, segmenter_number) is not None

@@ -9,7 +9,8 @@ their category (make_eval_set.ENDPOINTS: digits to /recognize.json, numbers to /
 refuse to both), then prints a table per endpoint and category, the misses, and writes a contact sheet of
 the misses (the picture sent, what it is, what the service answered and how sure it was); --json writes
 the table's shares too, for comparing runs. A picture to refuse counts as right when it is refused
-(not_a_digit or several_digits); a number when every digit is read, in order.
+(not_a_digit or several_digits); a number when every digit is read, in order, and where it is written with
+marks ("3.50", "12/06") when its text is read exactly.
 
 A folder of real pictures (real-dev: labels.csv with file,label,kind,source) is read too, told apart by
 its header: its kind is the category and its source the note; a single digit of a one-digit kind goes to
@@ -126,6 +127,8 @@ def is_right(result):
     answer, expected = result["answer"], result["expected"]
     if expected in REFUSALS:
         return answer.get("error", {}).get("code") in REFUSALS
+    if "number" in answer and not expected.isdigit():  # a number with marks: its text, marks and spaces too
+        return answer.get("text") == expected
     if "number" in answer:
         return answer["number"] == expected
     return str(answer.get("digit")) == expected
@@ -135,7 +138,7 @@ def said(answer):
     """What the service answered, in a few characters."""
     if "error" in answer:
         return answer["error"]["code"]
-    return f"{answer.get('number', answer.get('digit'))} ({answer['confidence']:.0%})"
+    return f"{answer.get('text', answer.get('number', answer.get('digit')))} ({answer['confidence']:.0%})"
 
 
 def by_category(results):

@@ -207,6 +207,93 @@ def number_layers(digits, rng, spacing):
     return layers, boxes
 
 
+def written(text, pictures, rng, spacing):
+    """`text` (digits, the marks . , - / : and single spaces) written as one line of handwriting, as uint8 ink:
+    each digit one of `pictures` ({digit: [28x28 uint8]}) three times MNIST's size, `spacing` apart (a share of
+    the digits' height), and each mark drawn by a hand's pen at the digits' scale; a space is a wide gap."""
+    height = 60  # a digit's height: MNIST's 20 px, three times
+    pen_width = max(3, round(height * rng.uniform(0.09, 0.16)))
+    canvas = Image.new("L", (height * (2 * len(text) + 2), 3 * height), 0)
+    pen = ImageDraw.Draw(canvas)
+    baseline, x = 2 * height, height // 2
+    for index, character in enumerate(text):
+        if index:
+            x += height * (rng.uniform(0.7, 1.2) if character == " " else
+                           spacing if character.isdigit() and text[index - 1].isdigit() else rng.uniform(0.1, 0.3))
+        if character == " ":
+            continue
+        drift = rng.uniform(-0.05, 0.05) * height
+        if character.isdigit():
+            choices = pictures[int(character)]
+            piece = Image.fromarray(_cropped(choices[int(rng.integers(len(choices)))]))
+            scale = 3 * rng.uniform(0.9, 1.1)
+            piece = piece.resize((max(1, round(piece.width * scale)), max(1, round(piece.height * scale))),
+                                 Image.Resampling.BICUBIC)
+            top = round(baseline + drift - piece.height)
+            region = (round(x), top, round(x) + piece.width, top + piece.height)
+            canvas.paste(Image.fromarray(np.maximum(np.asarray(canvas.crop(region)), np.asarray(piece))), region[:2])
+            x += piece.width
+        else:
+            x += _hand_mark(pen, character, x, baseline + drift, height, pen_width, rng)
+    return _cropped(np.asarray(canvas))
+
+
+def _hand_mark(pen, mark, x, baseline, height, width, rng):
+    """`mark` drawn by `pen` with its left at `x` on `baseline`, every point a little off; its width."""
+    def wobbly(points):
+        return [(px + rng.normal(0, 0.02) * height, py + rng.normal(0, 0.02) * height) for px, py in points]
+
+    def blot(cx, cy):
+        radius = width * rng.uniform(0.5, 0.9)
+        pen.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+        return 2 * radius
+
+    if mark == ".":
+        return blot(x + width, baseline - width)
+    if mark == ",":
+        size = blot(x + width, baseline - width)
+        pen_line(pen, wobbly([(x + width * 1.4, baseline - width), (x + width * 1.2, baseline),
+                              (x + width * 0.2, baseline + height * rng.uniform(0.2, 0.35))]), max(2, width * 2 // 3))
+        return size + width
+    if mark == "-":
+        length, level = height * rng.uniform(0.3, 0.6), baseline - height * rng.uniform(0.35, 0.6)
+        pen_line(pen, wobbly([(x, level), (x + length / 2, level), (x + length, level)]), width)
+        return length
+    if mark == "/":
+        lean = height * rng.uniform(0.25, 0.55)
+        pen_line(pen, wobbly([(x, baseline), (x + lean, baseline - height * rng.uniform(0.95, 1.15))]), width)
+        return lean
+    if mark == ":":
+        size = blot(x + width, baseline - height * rng.uniform(0.05, 0.25))
+        blot(x + width, baseline - height * rng.uniform(0.6, 0.8))
+        return size
+    raise ValueError(f"no way to write {mark!r}")
+
+
+def dashes(rng):
+    """Ink that is no number though it looks like part of one: a lone dash, a row of dashes, or one long stroke,
+    straight or wavy, as uint8 ink in a picture as tall as a digit beside it would be; and what it is."""
+    height = 60
+    width = max(3, round(height * rng.uniform(0.09, 0.16)))
+    canvas = Image.new("L", (12 * height, height), 0)
+    pen = ImageDraw.Draw(canvas)
+    kind = rng.choice(["a dash", "a row of dashes", "a stroke"])
+    level = height * rng.uniform(0.35, 0.65)
+    if kind == "a stroke":
+        length, wave = height * rng.uniform(1.5, 6), height * rng.uniform(0, 0.15)
+        xs = np.linspace(0, length, 24)
+        pen_line(pen, [(height / 4 + px, level + wave * np.sin(px / height * 4)) for px in xs], width)
+    else:
+        x = height / 4
+        for _ in range(1 if kind == "a dash" else int(rng.integers(2, 7))):
+            length = height * rng.uniform(0.3, 0.7)
+            tilt = length * rng.uniform(-0.08, 0.08)
+            pen_line(pen, [(x, level + tilt), (x + length, level - tilt)], width)
+            x += length + height * rng.uniform(0.2, 0.5)
+    pixels = np.asarray(canvas)
+    return np.ascontiguousarray(pixels[:, : np.flatnonzero(pixels.any(axis=0))[-1] + height // 4]), str(kind)
+
+
 def several_digits(images, rng):
     """2-6 random digits of `images` written as one number, gaps and overlaps alike: what a one-digit
     answer would misread."""

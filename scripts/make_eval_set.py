@@ -1,6 +1,6 @@
 """Build the evaluation set: MNIST test digits re-rendered the way people really upload them.
 
-    python scripts/make_eval_set.py                    # 1,000 digits per category, in seconds
+    python scripts/make_eval_set.py                    # 1,000 digits per category, about 20 minutes
     python scripts/make_eval_set.py --output DIR --per-category 200
 
 Categories (each from its own MNIST test digits, so that no digit is scored twice):
@@ -24,15 +24,22 @@ Numbers for /read.json, of 2-6 MNIST test digits each (drawn from all 10,000: no
   num_photo   with gaps, as phone photos
   uci_numbers numbers of 2-6 UCI digits, upscaled, white on black
 
+and, as canvas exports, photos and scans in turn:
+  decimal, thousands, date, time, minus, groups
+              numbers of MNIST test digits with the marks people write in them, drawn by hand ("3.50",
+              "1,250", "12/06", "12:30", "-7", "555 0123"): the expected answer is the text
+  wide        one MNIST test digit written 1.5-2.3 times as wide, as across a sticky note
+  dashes      a lone dash, a row of dashes or a long stroke: no number, to be refused
+
 It writes DIR/<category>/<name> and DIR/labels.csv (file, category, expected, note): the expected answer
 is a digit, a number (digits as a string) or the code of a refusal. Same seed, same set.
 
     python scripts/make_eval_set.py --tuning           # numbers of validation digits, for tuning the reader
 
---tuning writes only the three categories of numbers of MNIST digits, made of the validation digits
-(the last training digits, which scripts/train.py holds out), and not_digit in the fonts that training
-uses, to DIR (default: eval-set-tuning): the set on which the reader's constants (app/segmentation.py)
-are chosen, so that the evaluation set is only ever scored.
+--tuning writes only the categories of /read.json, their numbers made of the validation digits (the last
+training digits, which scripts/train.py holds out) and not_digit in the fonts that training uses, to DIR
+(default: eval-set-tuning): the set on which the reader's constants (app/segmentation.py,
+app/line_reader.py) are chosen, so that the evaluation set is only ever scored.
 """
 
 import argparse
@@ -205,9 +212,26 @@ STYLES = (canvas, photo, scan)  # how the pictures to refuse are rendered, in tu
 # Numbers: the gap between neighbours (a share of the digits' height) and how they are rendered, in turn
 NUMBERS = {"numbers": ((0.25, 0.8), (canvas, scan)), "touching": ((-0.12, 0.03), (canvas, scan)),
            "num_photo": ((0.2, 0.8), (photo,))}
-# Which endpoint reads which category: every picture to refuse goes to both
+
+
+def _digits(rng, low, high):
+    return "".join(str(digit) for digit in rng.integers(10, size=int(rng.integers(low, high + 1))))
+
+
+# Numbers with the marks people write in them, one category per kind of mark; the expected answer is the text
+MARKED = {
+    "decimal": lambda rng: _digits(rng, 1, 4) + str(rng.choice([".", ","])) + _digits(rng, 2, 2),
+    "thousands": lambda rng: _digits(rng, 1, 3) + "".join("," + _digits(rng, 3, 3) for _ in range(rng.integers(1, 3))),
+    "date": lambda rng: "/".join([_digits(rng, 1, 2), _digits(rng, 1, 2)]
+                                 + [_digits(rng, 2, 4) for _ in range(rng.integers(2))]),
+    "time": lambda rng: _digits(rng, 1, 2) + ":" + _digits(rng, 2, 2),
+    "minus": lambda rng: "-" + _digits(rng, 1, 4),
+    "groups": lambda rng: " ".join(_digits(rng, 2, 4) for _ in range(int(rng.integers(2, 4)))),
+}
+# Which endpoint reads which category: every picture to refuse goes to both, but for lone dashes and strokes,
+# which only /read.json must tell from the marks of a number
 ENDPOINTS = {"/recognize.json": ("mnist", *RENDERERS, "uci", "not_digit", "several"),
-             "/read.json": ("not_digit", *NUMBERS, "uci_numbers")}
+             "/read.json": ("not_digit", *NUMBERS, "uci_numbers", *MARKED, "wide", "dashes")}
 
 
 def uci_images():
@@ -261,6 +285,45 @@ def numbers(images, labels, count, rng, spacing, styles, source="test"):
         yield f"{position:05d}.{extension}", data, written, f"{source} digits {chosen.tolist()}, gap {gap:+.2f}: {note}"
 
 
+def marked(images, labels, count, rng, kind, source="test"):
+    """(name, bytes, the text, note) for `count` numbers written with the marks of `kind` (MARKED) in `images`
+    (MNIST's `source` digits), the marks drawn by hand (glyphs.written), rendered as canvas exports, photos and
+    scans in turn."""
+    pictures = {digit: images[labels == digit] for digit in range(10)}
+    for position in range(count):
+        text = MARKED[kind](rng)
+        gap = float(rng.uniform(0.15, 0.6))
+        style = STYLES[position % len(STYLES)]
+        data, extension, note = style(glyphs.written(text, pictures, rng, gap), rng, position // len(STYLES))
+        yield (f"{position:05d}.{extension}", data, text,
+               f"{text!r} in {source} digits, gap {gap:+.2f}: {style.__name__}, {note}")
+
+
+def wide_digits(images, labels, count, rng, source="test"):
+    """(name, bytes, the digit, note) for `count` of `images` (MNIST's `source` digits) written wide, 1.5-2.3
+    times their width, as people write one digit across a sticky note, rendered as canvas exports, photos and
+    scans in turn."""
+    for position, index in enumerate(rng.choice(len(images), count, replace=False)):
+        digit = glyphs._cropped(images[index])
+        stretch = float(rng.uniform(1.5, 2.3))
+        glyph = np.asarray(Image.fromarray(digit).resize((round(digit.shape[1] * stretch * 3), digit.shape[0] * 3),
+                                                         Image.Resampling.BICUBIC))
+        style = STYLES[position % len(STYLES)]
+        data, extension, note = style(glyph, rng, position // len(STYLES))
+        yield (f"{position:05d}.{extension}", data, str(int(labels[index])),
+               f"{source} digit {index}, {stretch:.1f} times as wide: {style.__name__}, {note}")
+
+
+def lone_dashes(count, rng):
+    """(name, bytes, "not_a_digit", note): a dash, a row of dashes or a long stroke, with no digit beside them,
+    rendered as canvas exports, photos and scans in turn."""
+    for position in range(count):
+        glyph, what = glyphs.dashes(rng)
+        style = STYLES[position % len(STYLES)]
+        data, extension, note = style(glyph, rng, position // len(STYLES))
+        yield f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {style.__name__}, {note}"
+
+
 def uci_number(glyph, rng, position):
     """A number of UCI digits as they are: white on black, a little margin, PNG."""
     return to_bytes(Image.fromarray(np.pad(glyph, int(rng.integers(4, 30)))), "PNG"), "png", "UCI, upscaled"
@@ -287,6 +350,14 @@ def build(mnist, per_category, seed):
     uci, uci_labels = uci_images()
     for name, data, written, note in numbers(uci, uci_labels, per_category // 2, rng, (0.2, 0.8), (uci_number,)):
         yield "uci_numbers", name, data, written, "UCI " + note
+    rng = np.random.default_rng(seed + 2)  # its own stream again: the numbers with marks came later
+    for kind in MARKED:
+        for name, data, text, note in marked(mnist.x_test, mnist.y_test, max(per_category // 4, 1), rng, kind):
+            yield kind, name, data, text, note
+    for name, data, digit, note in wide_digits(mnist.x_test, mnist.y_test, max(per_category // 2, 1), rng):
+        yield "wide", name, data, digit, note
+    for name, data, expected, note in lone_dashes(max(per_category // 2, 1), rng):
+        yield "dashes", name, data, expected, note
 
 
 def build_tuning(mnist, per_category, seed):
@@ -298,6 +369,13 @@ def build_tuning(mnist, per_category, seed):
         for name, data, written, note in numbers(digits, labels, per_category, rng, spacing, styles, "validation"):
             yield category, name, data, written, note
     yield from non_digits(per_category, rng, evaluation=False)
+    for kind in MARKED:
+        for name, data, text, note in marked(digits, labels, max(per_category // 4, 1), rng, kind, "validation"):
+            yield kind, name, data, text, note
+    for name, data, digit, note in wide_digits(digits, labels, max(per_category // 2, 1), rng, "validation"):
+        yield "wide", name, data, digit, note
+    for name, data, expected, note in lone_dashes(max(per_category // 2, 1), rng):
+        yield "dashes", name, data, expected, note
 
 
 def main(argv=None):

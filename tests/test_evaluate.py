@@ -66,10 +66,13 @@ def test_the_evaluation_sets_layout_still_sends_each_category_where_make_eval_se
         (mnist_style(2), "mnist", "2", "an MNIST-style 2"),
         (draw_digit("H", (300, 300), 220, 16), "not_digit", "not_a_digit", "drawn H"),
         (draw_number("2026", ink=0, background=255)[0], "numbers", "2026", "drawn 2026"),
+        (draw_number("3.50", ink=0, background=255)[0], "decimal", "3.50", "drawn 3.50"),
+        (draw_number("3.50", ink=0, background=255)[0], "decimal", "3,50", "its digits right, its mark not"),
     ])
     assert scores(folder, url, tmp_path) == {
         "/recognize.json": {"mnist": {"images": 1, "right": 1.0, "refused": 0.0},
                             "not_digit": {"images": 1, "right": 1.0, "refused": 1.0}},
         "/read.json": {"not_digit": {"images": 1, "right": 1.0, "refused": 1.0},
-                       "numbers": {"images": 1, "right": 1.0, "refused": 0.0}},
+                       "numbers": {"images": 1, "right": 1.0, "refused": 0.0},
+                       "decimal": {"images": 2, "right": 0.5, "refused": 0.0}},
     }

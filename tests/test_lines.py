@@ -79,8 +79,21 @@ def test_a_greedy_reading_merges_repeats_drops_blanks_and_knows_where_each_chara
     assert "".join(character.text for character in read) == "11.5 0"
     assert [character.steps for character in read] == [(1, 3), (4, 5), (7, 8), (8, 10), (11, 13), (13, 14)]
     assert all(character.confidence == pytest.approx(0.8) for character in read)
-    assert text_of(read) == "11.5 0"
+    assert text_of(read) == "11.5 0"  # the 0 further from the 5 than the 1s from each other: a group of its own
     assert text_of(greedy_reading(probabilities[[0, 11, 11, 12, 0]])) == ""  # spaces alone read as nothing
+
+
+def read_at(written):
+    """Characters read at the given steps: [(text, first step), ...], each one step long."""
+    return [Character(text, (step, step + 1), 0.9) for text, step in written]
+
+
+def test_a_space_parts_groups_only_where_digits_stand_further_apart_than_the_lines_usual_spacing():
+    groups = read_at([("5", 0), ("5", 4), ("5", 8), (" ", 12), ("0", 16), ("1", 20), ("2", 24)])
+    assert text_of(groups) == "555 012"  # the 5 and the 0 eight steps apart, the other digits four
+    evenly = read_at([("8", 0), (" ", 3), ("9", 6), (".", 9), ("1", 11), (" ", 14), ("6", 17)])
+    assert text_of(evenly) == "89.16"  # every digit as far from the next: the writer's spacing, not groups
+    assert text_of(read_at([(" ", 0), ("4", 3), (" ", 6), ("-", 9), (" ", 12), ("2", 15), (" ", 18)])) == "4-2"
 
 
 def test_lines_too_narrow_for_their_text_are_left_out_of_training():
@@ -155,8 +168,16 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
     ("17", 0.99, False, reading([("-", (1, 2)), ("7", (4, 5))]), "line"),  # the minus read as a 1 by the segmenter
     ("11250", 0.99, False, reading([("1", (1, 2)), (",", (3, 4)), ("2", (5, 6)), ("5", (7, 8)), ("0", (9, 10))],
                                    confidence=0.99), "line"),  # and a comma's tail
+    ("79939", 0.99, False, reading([("7", (1, 2)), (",", (3, 4)), ("9", (5, 6)), ("3", (7, 8)), ("9", (9, 10))]),
+     "line"),  # a comma read as a 9
+    ("79939", 0.99, False, reading([("7", (1, 2)), ("9", (5, 6)), ("3", (7, 8)), ("9", (9, 10))]),
+     "segmenter"),  # no mark: a digit the line reader missed is no mark the segmenter misread
     ("12106", 0.95, False, reading([("1", (1, 2)), ("2", (3, 4)), ("/", (6, 7)), ("0", (8, 9)), ("6", (11, 12))],
-                                   confidence=0.99), "segmenter"),  # not a slash: the line reader reads a slanted 1 as one too
+                                   confidence=0.995), "line"),  # a date's slash, the line reader sure of it
+    ("12106", 0.95, False, reading([("1", (1, 2)), ("2", (3, 4)), ("/", (6, 7)), ("0", (8, 9)), ("6", (11, 12))],
+                                   confidence=0.95), "segmenter"),  # less sure: it reads a slanted 1 as a slash too
+    ("31456", 0.95, False, reading([("3", (1, 2)), ("/", (3, 4)), ("4", (6, 7)), ("5", (8, 9)), ("6", (11, 12))],
+                                   confidence=0.995), "segmenter"),  # no date: a slash there is likelier a 1
     ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4)), ("0", (6, 7))]), "line"),  # a doubtful segmenter
     ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4))], confidence=0.6), "segmenter"),  # both doubtful
     ("58", 0.99, False, reading([("5", (1, 2)), ("9", (3, 4))]), "segmenter"),  # a sure segmenter

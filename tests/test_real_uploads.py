@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from scripts import glyphs, make_eval_set
 from scripts.mnist_data import VALIDATION_SIZE, load_mnist
@@ -49,13 +50,37 @@ def test_a_sample_of_the_uci_digits_is_read_right(client):
     assert right >= len(uci) - 1, list(zip(read_as, [label for _, _, label, _ in uci]))
 
 
+@pytest.mark.parametrize("kind", make_eval_set.MARKED)
+def test_numbers_with_marks_expect_their_text_and_each_kind_its_own_mark(mnist, kind):
+    rng = np.random.default_rng(3)
+    written = list(make_eval_set.marked(mnist.x_test, mnist.y_test, 12, rng, kind))
+    marks = {"decimal": ".,", "thousands": ",", "date": "/", "time": ":", "minus": "-", "groups": " "}[kind]
+    for name, data, text, note in written:
+        assert text.strip("0123456789") and set(text) <= set("0123456789" + marks), text
+        assert note.startswith(f"{text!r} in test digits") and Image.open(io.BytesIO(data)).verify() is None
+    assert {note.split(": ")[1].split(",")[0] for _, _, _, note in written} == {"canvas", "photo", "scan"}
+
+
+def test_wide_digits_expect_their_digit_and_dashes_a_refusal(client, mnist):
+    rng = np.random.default_rng(4)
+    wide = list(make_eval_set.wide_digits(mnist.x_test, mnist.y_test, 6, rng))
+    assert all(digit in "0123456789" and len(digit) == 1 for _, _, digit, _ in wide)
+    dashes = list(make_eval_set.lone_dashes(6, rng))
+    assert {expected for _, _, expected, _ in dashes} == {"not_a_digit"}
+    data = {"image": [(io.BytesIO(picture), f"dash{i}") for i, (_, picture, _, _) in enumerate(dashes)]}
+    answers = client.post("/read.json", data=data, content_type="multipart/form-data").get_json()["predictions"]
+    assert sum(answer.get("error", {}).get("code") == "not_a_digit" for answer in answers) >= 5, answers
+
+
 def test_the_tuning_set_is_numbers_of_validation_digits_and_non_digits_in_training_fonts(mnist, tmp_path):
     """The reader's constants are chosen on it, so that the evaluation set's test digits and its fonts are only
     scored."""
     assert make_eval_set.main(["--tuning", "--per-category", "4", "--output", str(tmp_path)]) == 0
     with open(tmp_path / "labels.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert sorted({row["category"] for row in rows}) == ["not_digit", "num_photo", "numbers", "touching"]
+    assert ({row["category"] for row in rows} == {"not_digit", "num_photo", "numbers", "touching", "wide", "dashes"}
+            | set(make_eval_set.MARKED))
+    rows = [row for row in rows if row["category"] in ("not_digit", "num_photo", "numbers", "touching")]
     assert len(rows) == 16
     fonts = [re.search(r"^the character . in (\S+):", row["note"]) for row in rows[12:]]
     assert all(row["expected"] == "not_a_digit" and (tmp_path / row["file"]).stat().st_size > 0 for row in rows[12:])
