@@ -21,12 +21,12 @@ ALPHABET = "0123456789.,-/: "  # the reader's classes after the blank: the digit
 MARKS = ".,-/:"  # the marks in numbers that an answer boxes; ALPHABET's space only parts groups of digits
 DIGIT_LIKE_MARKS = ".,-:"  # marks the segmenter may read as digits where the line reader's reading stands instead
 STEP = 4  # columns of the framed line per step of the reader's output
+SPACE_PITCH = 1.2  # a space parts groups this many times further apart than the line's usual digits (tuning set)
 # When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
 # real-dev's cheques and other alphabets (docs/reading.md):
 NO_NUMBER_SURE = 0.9  # a line read as no digit is refused when the reader is this sure
 SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
 LINE_SURE = 0.5  # this and the line reader at least this
-SPACE_PITCH = 1.2  # a space parts groups of digits this many times further apart than the line's usual digits
 SLASH_SURE = 0.98  # a slash the segmenter read as a 1 stands where the line reader is this sure of it, in a date
 DATE = re.compile(r"\d{1,2}/\d{1,2}(/\d{2,4})?")  # "12/06", "1/3/2026": the shape a slash between digits takes
 
