@@ -172,7 +172,7 @@ def centre(box):
 
 @pytest.mark.parametrize("text", ["3.50", "-7", "1,250", "12:30", "12/06", pytest.param(
     "555 0123", marks=pytest.mark.xfail(
-    strict=True, reason="the line reader reads a space only between digits written close (docs/reading.md)"))])
+    strict=True, reason="the line reader reads no space between groups drawn this far apart (docs/reading.md)"))])
 def test_the_marks_in_a_number_are_read_into_its_text_each_boxed_and_left_out_of_its_number(client, text):
     picture, boxes = draw_number(text, ink=0, background=255)
     response = read(client, encode(picture))
