@@ -184,13 +184,7 @@ def number(digits, rng, spacing):
 
 def number_layers(digits, rng, spacing):
     """`number`, each digit on a picture of its own (n, height, width): which ink is whose where they touch."""
-    pieces = []
-    for digit in digits:
-        rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
-        piece = Image.fromarray(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
-        scale = 3 * rng.uniform(0.9, 1.1)
-        pieces.append(np.asarray(piece.resize((max(1, round(piece.width * scale)), max(1, round(piece.height * scale))),
-                                              Image.Resampling.BICUBIC)))
+    pieces = [_written_size(digit, rng) for digit in digits]
     height = max(piece.shape[0] for piece in pieces)
     slope = rng.uniform(-0.08, 0.08)
     boxes, x = [], 0
@@ -205,6 +199,15 @@ def number_layers(digits, rng, spacing):
     for layer, piece, (left, y, width, tall) in zip(layers, pieces, boxes):
         layer[y : y + tall, left : left + width] = piece
     return layers, boxes
+
+
+def _written_size(digit, rng):
+    """An MNIST digit (28x28 uint8) cropped to its ink and scaled to about three times its size, a little larger
+    or smaller each time, as the numbers here are written."""
+    piece = Image.fromarray(_cropped(digit))
+    scale = 3 * rng.uniform(0.9, 1.1)
+    return np.asarray(piece.resize((max(1, round(piece.width * scale)), max(1, round(piece.height * scale))),
+                                   Image.Resampling.BICUBIC))
 
 
 def written(text, pictures, rng, spacing):
@@ -225,14 +228,11 @@ def written(text, pictures, rng, spacing):
         drift = rng.uniform(-0.05, 0.05) * height
         if character.isdigit():
             choices = pictures[int(character)]
-            piece = Image.fromarray(_cropped(choices[int(rng.integers(len(choices)))]))
-            scale = 3 * rng.uniform(0.9, 1.1)
-            piece = piece.resize((max(1, round(piece.width * scale)), max(1, round(piece.height * scale))),
-                                 Image.Resampling.BICUBIC)
-            top = round(baseline + drift - piece.height)
-            region = (round(x), top, round(x) + piece.width, top + piece.height)
-            canvas.paste(Image.fromarray(np.maximum(np.asarray(canvas.crop(region)), np.asarray(piece))), region[:2])
-            x += piece.width
+            piece = _written_size(choices[int(rng.integers(len(choices)))], rng)
+            top = round(baseline + drift - piece.shape[0])
+            region = (round(x), top, round(x) + piece.shape[1], top + piece.shape[0])
+            canvas.paste(Image.fromarray(np.maximum(np.asarray(canvas.crop(region)), piece)), region[:2])
+            x += piece.shape[1]
         else:
             x += _hand_mark(pen, character, x, baseline + drift, height, pen_width, rng)
     return _cropped(np.asarray(canvas))

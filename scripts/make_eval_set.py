@@ -234,6 +234,14 @@ ENDPOINTS = {"/recognize.json": ("mnist", *RENDERERS, "uci", "not_digit", "sever
              "/read.json": ("not_digit", *NUMBERS, "uci_numbers", *MARKED, "wide", "dashes")}
 
 
+def in_turn(glyph, rng, position):
+    """The `position`-th picture of a category rendered by STYLES in turn: its bytes, extension and note (the
+    style's name first)."""
+    style = STYLES[position % len(STYLES)]
+    data, extension, note = style(glyph, rng, position // len(STYLES))
+    return data, extension, f"{style.__name__}, {note}"
+
+
 def uci_images():
     """The UCI optical digits as 32x32 uint8 pictures, white on black, and their labels."""
     from sklearn.datasets import load_digits
@@ -254,9 +262,8 @@ def refusals(mnist, count, rng):
     yield from non_digits(count, rng, evaluation=True)
     for position in range(count):
         glyph, what = glyphs.several_digits(mnist.x_test, rng)
-        style = STYLES[position % len(STYLES)]
-        data, extension, note = style(glyph, rng, position // len(STYLES))
-        yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {style.__name__}, {note}"
+        data, extension, note = in_turn(glyph, rng, position)
+        yield "several", f"{position:05d}.{extension}", data, "several_digits", f"{what}: {note}"
 
 
 def non_digits(count, rng, evaluation):
@@ -293,10 +300,8 @@ def marked(images, labels, count, rng, kind, source="test"):
     for position in range(count):
         text = MARKED[kind](rng)
         gap = float(rng.uniform(0.15, 0.6))
-        style = STYLES[position % len(STYLES)]
-        data, extension, note = style(glyphs.written(text, pictures, rng, gap), rng, position // len(STYLES))
-        yield (f"{position:05d}.{extension}", data, text,
-               f"{text!r} in {source} digits, gap {gap:+.2f}: {style.__name__}, {note}")
+        data, extension, note = in_turn(glyphs.written(text, pictures, rng, gap), rng, position)
+        yield f"{position:05d}.{extension}", data, text, f"{text!r} in {source} digits, gap {gap:+.2f}: {note}"
 
 
 def wide_digits(images, labels, count, rng, source="test"):
@@ -308,10 +313,9 @@ def wide_digits(images, labels, count, rng, source="test"):
         stretch = float(rng.uniform(1.5, 2.3))
         glyph = np.asarray(Image.fromarray(digit).resize((round(digit.shape[1] * stretch * 3), digit.shape[0] * 3),
                                                          Image.Resampling.BICUBIC))
-        style = STYLES[position % len(STYLES)]
-        data, extension, note = style(glyph, rng, position // len(STYLES))
+        data, extension, note = in_turn(glyph, rng, position)
         yield (f"{position:05d}.{extension}", data, str(int(labels[index])),
-               f"{source} digit {index}, {stretch:.1f} times as wide: {style.__name__}, {note}")
+               f"{source} digit {index}, {stretch:.1f} times as wide: {note}")
 
 
 def lone_dashes(count, rng):
@@ -319,9 +323,8 @@ def lone_dashes(count, rng):
     rendered as canvas exports, photos and scans in turn."""
     for position in range(count):
         glyph, what = glyphs.dashes(rng)
-        style = STYLES[position % len(STYLES)]
-        data, extension, note = style(glyph, rng, position // len(STYLES))
-        yield f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {style.__name__}, {note}"
+        data, extension, note = in_turn(glyph, rng, position)
+        yield f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {note}"
 
 
 def uci_number(glyph, rng, position):
