@@ -21,10 +21,12 @@ DETAIL_BOX = 4 * BOX  # larger crops are first reduced to this: enough detail to
 THIN_STROKE = 1.3  # stroke width (px, at the 20 px scale) thinner than 99.98% of MNIST: such strokes are thickened
 MNIST_STROKE = 2.8  # ... to MNIST's median stroke width
 WORK_SIDE = 512  # larger pictures are reduced to this before the ink is found: plenty for a 20 px result
-SMALL_SIDE = 64  # below this a picture is taken as evenly lit: one background level, no speck removal
+SMALL_SIDE = 64  # below this a picture is taken as evenly lit: one background level, no speck removal unless grainy
 MIN_CONTRAST = 0.08  # ink must differ from its background by this much (and by 4 noise sigmas) to count
 PAPER_PERCENTILE = 5  # the paper's level is read this far up the (ink-up) histogram: ink may cover 95%
 GRID = 16  # cells along the longest side of a large picture, over which its lighting may vary
+GRAIN = 0.25  # faint ink 2 px or more from any stroke, as a share of the strokes: more is the paper's texture
+STROKE_LEVEL = 0.3  # ink-map level of a stroke, for GRAIN
 LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
 OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
 LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height, less a margin above and below
@@ -94,7 +96,12 @@ def ink_map(image):
         if alpha is not None:
             plane = alpha * plane + (1 - alpha) * np.median(plane[alpha >= 0.5])
         plane = _ink_up(plane)
-    return _normalise(plane - _background(plane), small=min(plane.shape) < SMALL_SIDE)
+    small = min(plane.shape) < SMALL_SIDE
+    deviation = plane - _background(plane, small)
+    ink = _normalise(deviation, small)
+    if small and _grain(ink) > GRAIN:  # a small scan of printed texture (a cheque's): its grain is dropped as a photo's
+        ink = _normalise(deviation, small=False)
+    return ink
 
 
 def to_model_input(digits):
@@ -232,7 +239,7 @@ def _ink_up(plane):
     return plane if brighter >= darker else 1 - plane
 
 
-def _background(plane):
+def _background(plane, small):
     """The paper's level at every pixel: one number for small pictures, a smooth map for photos.
 
     The paper is the low end of the (ink-up) values, wherever ink covers most of a picture (a digit
@@ -240,7 +247,7 @@ def _background(plane):
     taking the lowest of its neighbours and held within LIGHTING_TOLERANCE of a smooth lighting fit, so
     that cells covered in ink take the paper's level rather than the ink's.
     """
-    if min(plane.shape) < SMALL_SIDE:
+    if small:
         return np.float32(_quantile(plane, PAPER_PERCENTILE / 100))
     height, width = plane.shape
     cell = -(-max(height, width) // GRID)
@@ -251,6 +258,14 @@ def _background(plane):
     paper = _pixels(paper.filter(ImageFilter.MinFilter(3)), np.float32)
     paper = _float_image(np.minimum(paper, _lighting(paper) + LIGHTING_TOLERANCE))
     return _pixels(paper.resize((width, height), Image.Resampling.BILINEAR), np.float32)
+
+
+def _grain(ink):
+    """Faint ink away from every stroke (2 px or more), as a share of the strokes' ink: near nothing for a
+    drawing or a clean scan, whose faint pixels are its strokes' edges; most of a textured paper's."""
+    strokes = ink >= STROKE_LEVEL
+    near = ndimage.binary_dilation(strokes, structure=np.ones((3, 3), bool), iterations=2)
+    return np.count_nonzero((ink > 0) & ~near) / max(1, np.count_nonzero(strokes))
 
 
 def _lighting(levels):

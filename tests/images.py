@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
 
 # Each digit as pen strokes: lists of (x, y) points in a unit box, y downwards, as a person writes it.
 STROKES = {
@@ -146,6 +147,18 @@ def marker_on_paper(mask, seed=0):
     pixels = colour * light[..., None] + rng.normal(0, 6, (size[1], size[0], 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     return image.filter(ImageFilter.GaussianBlur(1.5))
+
+
+def on_printed_paper(text, height=30, seed=0):
+    """A cheque's amount as a bank scans it: `text` in dark pen, its digits `height` px tall, on paper printed with
+    a fine grey texture of every shade from light to nearly the pen's, saved as JPEG."""
+    picture, _ = draw_number(text, height=4 * height, stroke=int(0.28 * height), ink=0, background=255,
+                             margin=2 * height)
+    size = (picture.width // 4, picture.height // 4)
+    texture = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=(size[1], size[0])), 0.8)
+    paper = 120 + 130 * (texture - texture.min()) / (texture.max() - texture.min())
+    writing = np.asarray(picture.resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return encode(Image.fromarray(np.minimum(paper, writing).astype(np.uint8)), "JPEG", quality=85)
 
 
 def encode(image, format="PNG", **options):
