@@ -25,8 +25,10 @@ SPACE_PITCH = 1.2  # a space parts groups this many times further apart than the
 # When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
 # real-dev's cheques and other alphabets (docs/reading.md):
 NO_NUMBER_SURE = 0.9  # a line read as no digit is refused when the reader is this sure
+NO_NUMBER_LIKELY = 0.5  # or this sure, where the segmenter is less than SEGMENTER_DOUBTFUL sure of its reading
+SEGMENTER_DOUBTFUL = 0.5
 SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
-LINE_SURE = 0.5  # this and the line reader at least this
+LINE_SURE = 0.3  # this and the line reader at least this
 SLASH_SURE = 0.98  # a slash the segmenter read as a 1 stands where the line reader is this sure of it, in a date
 DATE = re.compile(r"\d{1,2}/\d{1,2}(/\d{2,4})?")  # "12/06", "1/3/2026": the shape a slash between digits takes
 
@@ -158,13 +160,16 @@ class LineReading:
 def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, reading):
     """Which reading a picture's answer is: "segmenter" (the classifier over cut candidates), "line" (the line
     reader's) or "refuse" (no number). The segmenter's refusals stand; the line reader refuses a line it is
-    sure holds no digit (a dash, a row of dashes, a stroke), and its reading, when it is sure of it, replaces one
+    sure holds no digit (a dash, a row of dashes, a stroke), or likely holds none where the segmenter doubts its
+    reading too (a letter of another alphabet), and its reading, when it is sure of it, replaces one
     of the segmenter's that disagrees and is doubtful or read its marks as digits."""
     if segmenter_refused:
         return "refuse"
     number = digits_of(reading.characters)
     if not number:
-        return "refuse" if reading.no_digit_confidence() >= NO_NUMBER_SURE else "segmenter"
+        no_digit = reading.no_digit_confidence()
+        doubted = no_digit >= NO_NUMBER_LIKELY and segmenter_confidence < SEGMENTER_DOUBTFUL
+        return "refuse" if no_digit >= NO_NUMBER_SURE or doubted else "segmenter"
     confidence = confidence_of(reading.characters)
     if number == segmenter_number or confidence < LINE_SURE:
         return "segmenter"

@@ -6,8 +6,8 @@ of scripts/pendigits_data.py): each digit scaled to the line's height, a little 
 narrower, on a drifting baseline, with gaps from overlapping to wide and a wider one where the text has a
 space, the last digits now and then small and raised as a cheque's cents; the marks drawn as a pen draws
 them, from fine to bold (a dot, a comma's tail, a dash, sometimes doubled as cheques close an amount, a slash,
-a colon). The whole line is slanted and tilted, and sometimes underlined, ruled, boxed, blurred or made grainy
-as scans and photos are. Ink that is no number (a lone dash, a row of dashes, a stroke, a letter, a doodle) is
+a colon). The whole line is slanted and tilted, and sometimes underlined, ruled, boxed, printed over with a
+cheque's texture, blurred or made grainy as scans and photos are. Ink that is no number (a lone dash, a row of dashes, a stroke, a letter, a doodle) is
 a line whose text is empty. Every picture is a float ink map (1.0 = ink), as app/preprocessing.py's ink_map
 makes of an upload.
 """
@@ -198,8 +198,8 @@ def _slanted(ink, rng):
 
 
 def _as_scanned(ink, rng, height, pen):
-    """`ink` with what a page adds, each now and then: a margin, an underline, ruled lines or a box, blur,
-    and grain."""
+    """`ink` with what a page adds, each now and then: a margin, an underline, ruled lines or a box, a cheque's
+    printed texture, blur, and grain."""
     margin = [int(m) for m in rng.integers(2, int(height * 0.6), size=4)]  # top, bottom, left, right
     ink = np.pad(ink, ((margin[0], margin[1]), (margin[2], margin[3])))
     rows, cols = ink.shape
@@ -217,8 +217,26 @@ def _as_scanned(ink, rng, height, pen):
         if rng.random() < 0.5:
             lines[:, :thick], lines[:, -thick:] = strength, strength
     ink = np.maximum(ink, lines)
+    if rng.random() < 0.12:
+        ink = np.maximum(ink, _printed_texture(ink.shape, rng))
     if rng.random() < 0.25:
         ink = ndimage.gaussian_filter(ink, rng.uniform(0.5, 1.5))
     if rng.random() < 0.2:
         ink = np.clip(ink + rng.normal(0, rng.uniform(0.02, 0.12), ink.shape), 0, 1)
     return ink.astype(np.float32)
+
+
+def _printed_texture(shape, rng):
+    """A cheque's security print as its scan's ink map shows it: fine parallel lines a few pixels apart, straight
+    or wavy, one way or crossed, from faint to as dark as the pen."""
+    rows, cols = shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    texture = np.zeros(shape, dtype=np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        angle = rng.uniform(0, np.pi)
+        spacing = rng.uniform(2.5, 7.0)
+        wave = rng.uniform(0, 3) * np.sin(x / rng.uniform(8, 30) + rng.uniform(0, 2 * np.pi)) if rng.random() < 0.4 else 0
+        phase = (x * np.cos(angle) + y * np.sin(angle) + wave) / spacing
+        across = np.abs(phase - np.round(phase)) * spacing  # pixels from the nearest line
+        texture = np.maximum(texture, np.clip(1 - across / rng.uniform(0.6, 1.4), 0, 1) * rng.uniform(0.2, 0.9))
+    return texture

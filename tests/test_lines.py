@@ -125,11 +125,11 @@ def characters(text_and_steps):
     return [Character(text, steps, 0.9) for text, steps in text_and_steps]
 
 
-def reading(text_and_steps, steps=40, confidence=0.9, no_digit=0.0):
+def reading(text_and_steps, steps=40, confidence=0.9, digit_somewhere=0.0):
     """A LineReading of those characters over `steps` steps, a frame of 4 * steps columns."""
     probabilities = np.zeros((steps, len(ALPHABET) + 1))
-    probabilities[:, 0] = 1 - no_digit
-    probabilities[:, 1] = no_digit  # the chance of a digit somewhere
+    probabilities[:, 0] = 1 - digit_somewhere
+    probabilities[:, 1] = digit_somewhere
     read = characters(text_and_steps)
     for character in read:
         character.confidence = confidence
@@ -162,8 +162,10 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
 
 @pytest.mark.parametrize("segmenter, confidence, refused, line, chosen", [
     ("350", 0.99, True, reading([("3", (1, 2)), ("5", (5, 6)), ("0", (8, 9))]), "refuse"),  # its refusals stand
-    ("111", 0.9, False, reading([], no_digit=0.01), "refuse"),  # a dash: sure there is no digit
-    ("1", 0.9, False, reading([], no_digit=0.5), "segmenter"),  # not sure: the segmenter's reading stands
+    ("111", 0.9, False, reading([], digit_somewhere=0.01), "refuse"),  # a dash: sure there is no digit
+    ("1", 0.9, False, reading([], digit_somewhere=0.4), "segmenter"),  # not sure: the segmenter's sure reading stands
+    ("4", 0.3, False, reading([], digit_somewhere=0.4), "refuse"),  # likely none, the segmenter doubtful: a letter
+    ("4", 0.3, False, reading([], digit_somewhere=0.6), "segmenter"),  # both doubtful: the segmenter's stands
     ("350", 0.99, False, reading([("3", (1, 2)), (".", (3, 4)), ("5", (5, 6)), ("0", (8, 9))]), "segmenter"),
     ("17", 0.99, False, reading([("-", (1, 2)), ("7", (4, 5))]), "line"),  # the minus read as a 1 by the segmenter
     ("11250", 0.99, False, reading([("1", (1, 2)), (",", (3, 4)), ("2", (5, 6)), ("5", (7, 8)), ("0", (9, 10))],
@@ -179,7 +181,8 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
     ("31456", 0.95, False, reading([("3", (1, 2)), ("/", (3, 4)), ("4", (6, 7)), ("5", (8, 9)), ("6", (11, 12))],
                                    confidence=0.995), "segmenter"),  # no date: a slash there is likelier a 1
     ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4)), ("0", (6, 7))]), "line"),  # a doubtful segmenter
-    ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4))], confidence=0.6), "segmenter"),  # both doubtful
+    ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4))], confidence=0.6), "line"),  # 36% sure: enough
+    ("1881", 0.05, False, reading([("1", (1, 2)), ("0", (3, 4))], confidence=0.5), "segmenter"),  # both doubtful
     ("58", 0.99, False, reading([("5", (1, 2)), ("9", (3, 4))]), "segmenter"),  # a sure segmenter
     (None, 0.0, False, reading([("5", (1, 2)), ("9", (3, 4))]), "line"),  # too many pieces for the segmenter
 ])
