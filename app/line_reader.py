@@ -29,6 +29,7 @@ NO_NUMBER_LIKELY = 0.5  # or this sure, where the segmenter is less than SEGMENT
 SEGMENTER_DOUBTFUL = 0.5
 SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
 LINE_SURE = 0.3  # this and the line reader at least this
+ONE_DIGIT_SURE = 0.999  # the segmenter's refusal gives way to a line reader this sure of one digit alone
 SLASH_SURE = 0.98  # a slash the segmenter read as a 1 stands where the line reader is this sure of it, in a date
 DATE = re.compile(r"\d{1,2}/\d{1,2}(/\d{2,4})?")  # "12/06", "1/3/2026": the shape a slash between digits takes
 
@@ -159,13 +160,15 @@ class LineReading:
 
 def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, reading):
     """Which reading a picture's answer is: "segmenter" (the classifier over cut candidates), "line" (the line
-    reader's) or "refuse" (no number). The segmenter's refusals stand; the line reader refuses a line it is
+    reader's) or "refuse" (no number). The segmenter's refusals stand, but where the line reader is all but
+    certain of one digit alone; the line reader refuses a line it is
     sure holds no digit (a dash, a row of dashes, a stroke), or likely holds none where the segmenter doubts its
     reading too (a letter of another alphabet), and its reading, when it is sure of it, replaces one
     of the segmenter's that disagrees and is doubtful or read its marks as digits."""
-    if segmenter_refused:
-        return "refuse"
     number = digits_of(reading.characters)
+    if segmenter_refused:  # a wide digit, squeezed into the classifier's square, can look like a letter to it
+        one_sure_digit = len(number) == 1 and confidence_of(reading.characters) >= ONE_DIGIT_SURE
+        return "line" if one_sure_digit else "refuse"
     if not number:
         no_digit = reading.no_digit_confidence()
         doubted = no_digit >= NO_NUMBER_LIKELY and segmenter_confidence < SEGMENTER_DOUBTFUL

@@ -134,7 +134,7 @@ def _answer(digits, refused, picture, refusal_threshold, show_input, reader=None
     if reader is None:
         reader = "segmenter" if line is None else chosen_reader(number["number"], number["confidence"], refused, line)
     if reader == "line":
-        number = _line_number(line, size)
+        number, refused = _line_number(line, size), False
     if reader == "refuse" and not refused:  # the line reader is sure it holds no digit: a dash, a row of them
         if len(number["digits"]) > max_digits:  # a row of dashes cut into pieces: no reading worth offering
             return ApiError(422, "not_a_digit", NOT_A_NUMBER)

@@ -162,6 +162,9 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
 
 @pytest.mark.parametrize("segmenter, confidence, refused, line, chosen", [
     ("350", 0.99, True, reading([("3", (1, 2)), ("5", (5, 6)), ("0", (8, 9))]), "refuse"),  # its refusals stand
+    ("33", 0.4, True, reading([("3", (1, 4))], confidence=0.9995), "line"),  # but to one digit all but certain
+    ("33", 0.4, True, reading([("3", (1, 4))], confidence=0.99), "refuse"),  # a wide 3 or a letter: refused
+    ("33", 0.4, True, reading([("3", (1, 2)), ("3", (3, 4))], confidence=0.99999), "refuse"),  # two digits
     ("111", 0.9, False, reading([], digit_somewhere=0.01), "refuse"),  # a dash: sure there is no digit
     ("1", 0.9, False, reading([], digit_somewhere=0.4), "segmenter"),  # not sure: the segmenter's sure reading stands
     ("4", 0.3, False, reading([], digit_somewhere=0.4), "refuse"),  # likely none, the segmenter doubtful: a letter
