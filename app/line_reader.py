@@ -25,8 +25,8 @@ SPACE_PITCH = 1.2  # a space parts groups this many times further apart than the
 # When the line reader's reading stands instead of the segmenter's (chosen_reader), chosen on the tuning set and
 # real-dev's cheques and other alphabets (docs/reading.md):
 NO_NUMBER_SURE = 0.9  # a line read as no digit is refused when the reader is this sure
-NO_NUMBER_LIKELY = 0.5  # or this sure, where the segmenter is less than SEGMENTER_DOUBTFUL sure of its reading
-SEGMENTER_DOUBTFUL = 0.5
+NO_NUMBER_LIKELY = 0.3  # or this sure, where the segmenter is less than SEGMENTER_DOUBTFUL sure of its reading
+SEGMENTER_DOUBTFUL = 0.7
 SEGMENTER_UNSURE = 0.1  # the line reader's reading replaces the segmenter's when the segmenter is less sure than
 LINE_SURE = 0.3  # this and the line reader at least this
 ONE_DIGIT_SURE = 0.999  # the segmenter's refusal gives way to a line reader this sure of one digit alone

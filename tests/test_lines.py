@@ -168,7 +168,7 @@ def test_each_character_spans_halfway_to_its_neighbours_and_its_box_is_its_ink()
     ("111", 0.9, False, reading([], digit_somewhere=0.01), "refuse"),  # a dash: sure there is no digit
     ("1", 0.9, False, reading([], digit_somewhere=0.4), "segmenter"),  # not sure: the segmenter's sure reading stands
     ("4", 0.3, False, reading([], digit_somewhere=0.4), "refuse"),  # likely none, the segmenter doubtful: a letter
-    ("4", 0.3, False, reading([], digit_somewhere=0.6), "segmenter"),  # both doubtful: the segmenter's stands
+    ("4", 0.3, False, reading([], digit_somewhere=0.8), "segmenter"),  # a digit likely: the segmenter's stands
     ("350", 0.99, False, reading([("3", (1, 2)), (".", (3, 4)), ("5", (5, 6)), ("0", (8, 9))]), "segmenter"),
     ("17", 0.99, False, reading([("-", (1, 2)), ("7", (4, 5))]), "line"),  # the minus read as a 1 by the segmenter
     ("11250", 0.99, False, reading([("1", (1, 2)), (",", (3, 4)), ("2", (5, 6)), ("5", (7, 8)), ("0", (9, 10))],
