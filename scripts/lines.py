@@ -6,10 +6,10 @@ of scripts/pendigits_data.py): each digit scaled to the line's height, a little 
 narrower, on a drifting baseline, with gaps from overlapping to wide and a wider one where the text has a
 space, the last digits now and then small and raised as a cheque's cents; the marks drawn as a pen draws
 them, from fine to bold (a dot, a comma's tail, a dash, sometimes doubled as cheques close an amount, a slash,
-a colon). The whole line is slanted and tilted, and sometimes underlined, ruled, boxed, printed over with a
-cheque's texture, blurred or made grainy as scans and photos are. Ink that is no number (a lone dash, a row of dashes, a stroke, a letter, a doodle) is
-a line whose text is empty. Every picture is a float ink map (1.0 = ink), as app/preprocessing.py's ink_map
-makes of an upload.
+a colon). The whole line is slanted and tilted, and sometimes underlined, ruled, boxed, printed over with a cheque's
+texture, blurred or made grainy as scans and photos are. Ink that is no number (a lone dash, a row of dashes, a
+stroke, a letter, a doodle) is a line whose text is empty. Every picture is a float ink map (1.0 = ink), as
+app/preprocessing.py's ink_map makes of an upload.
 """
 
 import numpy as np
@@ -235,7 +235,8 @@ def _printed_texture(shape, rng):
     for _ in range(int(rng.integers(1, 3))):
         angle = rng.uniform(0, np.pi)
         spacing = rng.uniform(2.5, 7.0)
-        wave = rng.uniform(0, 3) * np.sin(x / rng.uniform(8, 30) + rng.uniform(0, 2 * np.pi)) if rng.random() < 0.4 else 0
+        wavy = rng.random() < 0.4
+        wave = rng.uniform(0, 3) * np.sin(x / rng.uniform(8, 30) + rng.uniform(0, 2 * np.pi)) if wavy else 0
         phase = (x * np.cos(angle) + y * np.sin(angle) + wave) / spacing
         across = np.abs(phase - np.round(phase)) * spacing  # pixels from the nearest line
         texture = np.maximum(texture, np.clip(1 - across / rng.uniform(0.6, 1.4), 0, 1) * rng.uniform(0.2, 0.9))

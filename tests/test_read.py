@@ -133,7 +133,7 @@ def test_a_phone_photo_of_a_number_stored_sideways_is_read_with_boxes_in_upright
 
 def test_small_scans_of_numbers_on_printed_paper_are_read_without_the_papers_grain(client):
     """A cheque's amount scanned 60 px tall: the print's darker grains are paper, not strokes of 1s (the grain
-    read as ink, 3 of these 10 were read: "27051", "117711"; 9 are now)."""
+    read as ink, 3 of these 10 are read: "27051", "117711"; without it, all 10)."""
     numbers = ["2705", "381", "1964", "5000", "12", "806", "4139", "77", "53", "690"]
     read_right = [number for number in numbers
                   if read(client, on_printed_paper(number)).get_json().get("number") == number]
@@ -209,7 +209,8 @@ def test_a_dash_or_a_row_of_dashes_is_no_number(client, text):
 @pytest.mark.parametrize("shape, size", [
     pytest.param([[(0.1, 0.1), (0.4, 0.0), (0.8, 0.08), (0.85, 0.3), (0.4, 0.48), (0.85, 0.62), (0.9, 0.85),
                    (0.55, 1.0), (0.1, 0.92)]], (420, 160), marks=pytest.mark.xfail(
-        strict=True, reason="refused by the segmenter, and the line reader is not 99.9% sure of its one 3 (docs/reading.md)")),  # a wide 3
+        strict=True, reason="refused by the segmenter, and the line reader not 99.9% sure of its one 3 "
+                            "(docs/reading.md)")),  # a wide 3
     ([[(0.1, 0.0), (0.9, 0.0), (0.35, 0.45), (0.9, 0.65), (0.6, 1.0), (0.05, 0.9)]], (150, 200)),  # straight strokes
 ])
 def test_a_wide_three_and_a_three_of_straight_strokes_are_one_digit(client, shape, size):
