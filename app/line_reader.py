@@ -161,19 +161,17 @@ class LineReading:
 def chosen_reader(segmenter_number, segmenter_confidence, segmenter_refused, reading):
     """Which reading a picture's answer is: "segmenter" (the classifier over cut candidates), "line" (the line
     reader's) or "refuse" (no number). The segmenter's refusals stand, but where the line reader is all but
-    certain of one digit alone; the line reader refuses a line it is
-    sure holds no digit (a dash, a row of dashes, a stroke), or likely holds none where the segmenter doubts its
-    reading too (a letter of another alphabet), and its reading, when it is sure of it, replaces one
-    of the segmenter's that disagrees and is doubtful or read its marks as digits."""
-    number = digits_of(reading.characters)
+    certain of one digit alone. The line reader refuses a line it is sure holds no digit (a dash, a row of
+    dashes, a stroke), or likely holds none where the segmenter doubts its reading too (a letter of another
+    alphabet); and its reading, when it is sure of it, replaces one of the segmenter's that disagrees and is
+    doubtful or read its marks as digits."""
+    number, confidence = digits_of(reading.characters), confidence_of(reading.characters)
     if segmenter_refused:  # a wide digit, squeezed into the classifier's square, can look like a letter to it
-        one_sure_digit = len(number) == 1 and confidence_of(reading.characters) >= ONE_DIGIT_SURE
-        return "line" if one_sure_digit else "refuse"
+        return "line" if len(number) == 1 and confidence >= ONE_DIGIT_SURE else "refuse"
     if not number:
         no_digit = reading.no_digit_confidence()
         doubted = no_digit >= NO_NUMBER_LIKELY and segmenter_confidence < SEGMENTER_DOUBTFUL
         return "refuse" if no_digit >= NO_NUMBER_SURE or doubted else "segmenter"
-    confidence = confidence_of(reading.characters)
     if number == segmenter_number or confidence < LINE_SURE:
         return "segmenter"
     if segmenter_confidence < SEGMENTER_UNSURE or marks_read_as_digits(segmenter_number, reading.characters):

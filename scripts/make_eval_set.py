@@ -327,6 +327,19 @@ def lone_dashes(count, rng):
         yield f"{position:05d}.{extension}", data, "not_a_digit", f"{what}: {note}"
 
 
+def marks_wide_and_dashes(images, labels, per_category, rng, source):
+    """(category, name, bytes, expected, note) of the categories /read.json reads beside plain numbers: a quarter
+    of `per_category` numbers with each kind of mark, half as many wide digits, of `images` (MNIST's `source`
+    digits), and half as many lone dashes."""
+    for kind in MARKED:
+        for name, data, text, note in marked(images, labels, max(per_category // 4, 1), rng, kind, source):
+            yield kind, name, data, text, note
+    for name, data, digit, note in wide_digits(images, labels, max(per_category // 2, 1), rng, source):
+        yield "wide", name, data, digit, note
+    for name, data, expected, note in lone_dashes(max(per_category // 2, 1), rng):
+        yield "dashes", name, data, expected, note
+
+
 def uci_number(glyph, rng, position):
     """A number of UCI digits as they are: white on black, a little margin, PNG."""
     return to_bytes(Image.fromarray(np.pad(glyph, int(rng.integers(4, 30)))), "PNG"), "png", "UCI, upscaled"
@@ -354,13 +367,7 @@ def build(mnist, per_category, seed):
     for name, data, written, note in numbers(uci, uci_labels, per_category // 2, rng, (0.2, 0.8), (uci_number,)):
         yield "uci_numbers", name, data, written, "UCI " + note
     rng = np.random.default_rng(seed + 2)  # its own stream again: the numbers with marks came later
-    for kind in MARKED:
-        for name, data, text, note in marked(mnist.x_test, mnist.y_test, max(per_category // 4, 1), rng, kind):
-            yield kind, name, data, text, note
-    for name, data, digit, note in wide_digits(mnist.x_test, mnist.y_test, max(per_category // 2, 1), rng):
-        yield "wide", name, data, digit, note
-    for name, data, expected, note in lone_dashes(max(per_category // 2, 1), rng):
-        yield "dashes", name, data, expected, note
+    yield from marks_wide_and_dashes(mnist.x_test, mnist.y_test, per_category, rng, "test")
 
 
 def build_tuning(mnist, per_category, seed):
@@ -372,13 +379,7 @@ def build_tuning(mnist, per_category, seed):
         for name, data, written, note in numbers(digits, labels, per_category, rng, spacing, styles, "validation"):
             yield category, name, data, written, note
     yield from non_digits(per_category, rng, evaluation=False)
-    for kind in MARKED:
-        for name, data, text, note in marked(digits, labels, max(per_category // 4, 1), rng, kind, "validation"):
-            yield kind, name, data, text, note
-    for name, data, digit, note in wide_digits(digits, labels, max(per_category // 2, 1), rng, "validation"):
-        yield "wide", name, data, digit, note
-    for name, data, expected, note in lone_dashes(max(per_category // 2, 1), rng):
-        yield "dashes", name, data, expected, note
+    yield from marks_wide_and_dashes(digits, labels, per_category, rng, "validation")
 
 
 def main(argv=None):
