@@ -11,6 +11,7 @@ import io
 import warnings
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFilter, ImageOps
 from scipy import ndimage
 
@@ -33,11 +34,14 @@ LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height,
 LINE_MARGIN = 2
 LINE_INK = 0.2  # ink-map level that counts as ink when a line is cropped to its ink
 LINE_WIDTHS = (128, 256, 512)  # lines are padded to one of these widths; a wider one is squeezed to the last
-# The formats the service reads. Pillow's other decoders are rarely needed attack surface, and its EPS
-# reader runs Ghostscript on the upload wherever Ghostscript is installed.
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+# The formats the service reads: HEIF is the HEIC an iPhone saves by default (pillow-heif's decoder), AVIF
+# Pillow's own. Pillow's other decoders are rarely needed attack surface, and its EPS reader runs Ghostscript
+# on the upload wherever Ghostscript is installed.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
+FORMAT_NAMES = "PNG, JPEG, GIF, BMP, TIFF, WebP, HEIC or AVIF"
 
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+pillow_heif.register_heif_opener(thumbnails=False)
 Image.init()  # register every format now, not during the first request
 
 
@@ -65,6 +69,7 @@ def decode(data, max_pixels):
 
 def decode_upright(data, max_pixels):
     """`decode`, and the picture's full size once upright (a JPEG may be decoded smaller than it is)."""
+    image = None
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
         width, height = image.size
@@ -83,7 +88,11 @@ def decode_upright(data, max_pixels):
     except (ImageTooLarge, InvalidImage):
         raise
     except Exception:  # Pillow's decoders raise many types for broken input: all mean "not readable"
-        raise InvalidImage("the data is not an image that can be read (PNG, JPEG, GIF, BMP, TIFF or WebP)")
+        if image is not None:  # its header was read: the rest is damaged or cut short
+            kind = "HEIC" if image.format == "HEIF" else image.format
+            raise InvalidImage(f"the {kind} image is damaged or cut short and cannot be decoded: send the whole "
+                               f"file again, or save the picture anew")
+        raise InvalidImage(f"the data is not an image that can be read ({FORMAT_NAMES})")
     return image, upright
 
 

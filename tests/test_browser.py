@@ -132,7 +132,7 @@ def test_an_unreadable_file_says_so_plainly(page, tmp_path):
     status = page.get_by_role("status")
     page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
     assert status.inner_text() == ("That file could not be read as an image. "
-                                   "Try a PNG, JPEG, GIF, BMP, TIFF or WebP.")
+                                   "Try a PNG, JPEG, GIF, BMP, TIFF, WebP, HEIC or AVIF.")
     # The 400 shows in the console as a failed resource: the page itself raised nothing.
     assert [problem for problem in page.problems if "400" not in problem] == []
 

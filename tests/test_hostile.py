@@ -35,7 +35,7 @@ LIMIT = DEFAULTS["MAX_IMAGE_PIXELS"]
 TYPED_ERRORS = (InvalidImage, ImageTooLarge, NoDigit)
 BANDS = {"L": 1, "P": 1, "LA": 2, "RGB": 3, "LAB": 3, "RGBA": 4, "CMYK": 4}  # modes of 8-bit bands
 MODES = (*BANDS, "1", "I;16", "I", "F")
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow's remarks on broken files
 # Bounded so that the module stays quick on two cores; `database=None`: hypothesis writes no .hypothesis/.
 PROPERTY = settings(max_examples=200, deadline=None, database=None,
@@ -84,7 +84,8 @@ def seed_pictures():
     picture = mnist_style(5).resize((48, 40))
     return [encode(picture.convert(mode), format) for format, mode in [
         ("PNG", "L"), ("PNG", "P"), ("PNG", "1"), ("PNG", "I;16"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("JPEG", "CMYK"),
-        ("GIF", "L"), ("BMP", "RGB"), ("TIFF", "F"), ("TIFF", "I;16"), ("TIFF", "RGBA"), ("WEBP", "RGB")]]
+        ("GIF", "L"), ("BMP", "RGB"), ("TIFF", "F"), ("TIFF", "I;16"), ("TIFF", "RGBA"), ("WEBP", "RGB"),
+        ("HEIF", "RGB"), ("HEIF", "L"), ("AVIF", "RGB")]]
 
 
 @st.composite
@@ -106,7 +107,8 @@ def mutated_pictures(draw):
 
 
 MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
-         b"RIFF\x00\x00\x00\x00WEBPVP8 "]
+         b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic",
+         b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1"]
 
 
 @PROPERTY
@@ -277,6 +279,7 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 14 4 moveto 1
 def hostile_files():
     """name -> (bytes, status, code): uploads that must be refused with that documented error."""
     picture, photo = encode(mnist_style(7)), encode(mnist_style(7).convert("RGB"), "JPEG")
+    iphone = encode(mnist_style(7).convert("RGB"), "HEIF")
     zero_gif = (b"GIF89a" + struct.pack("<HHBBB", 0, 0, 0, 0, 0) + b"," + struct.pack("<HHHHB", 0, 0, 0, 0, 0)
                 + b"\x02\x02D\x01\x00;")
     zero_bmp = (b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
@@ -285,6 +288,7 @@ def hostile_files():
     return {
         "truncated PNG": (picture[: len(picture) // 2], *invalid),
         "truncated JPEG": (photo[: len(photo) // 2], *invalid),
+        "truncated HEIC": (iphone[: len(iphone) * 2 // 3], *invalid),
         "bit-flipped PNG": (flip_bits(picture, 50), *invalid),
         "bit-flipped JPEG": (flip_bits(photo, 97), *invalid),
         "random bytes": (np.random.default_rng(7).bytes(4096), *invalid),
@@ -408,6 +412,28 @@ def test_an_eps_upload_never_reaches_ghostscript(client, monkeypatch):
     monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: ran.append(args))
     assert_documented_error(client.post("/recognize.json", data=EPS, content_type="image/png"), 400, {"invalid_image"})
     assert ran == []
+
+
+def test_a_heic_over_the_pixel_limit_is_refused_before_it_is_decoded(app):
+    """Only the HEIC's header, no picture data: decoding it would fail, so a 413 says it was never tried."""
+    heic = encode(draw_digit(4, (900, 800), 600, 60).convert("RGB"), "HEIF")
+    header = heic[: heic.index(b"mdat") + 8]
+    app.config["MAX_IMAGE_PIXELS"] = 700_000
+    client = app.test_client()
+    assert_documented_error(client.post("/recognize.json", data=header, content_type="image/heic"), 413,
+                            {"image_too_large"})
+    app.config["MAX_IMAGE_PIXELS"] = 800_000
+    assert_documented_error(client.post("/recognize.json", data=header, content_type="image/heic"), 400,
+                            {"invalid_image"})
+    assert client.post("/recognize.json", data=heic, content_type="image/heic").get_json()["digit"] == 4
+
+
+@pytest.mark.parametrize("format, name", [("HEIF", "HEIC"), ("JPEG", "JPEG"), ("PNG", "PNG")])
+def test_a_damaged_picture_is_refused_naming_its_format(client, format, name):
+    whole = encode(paper_photo(3, (600, 450)), format)
+    response = client.post("/read.json", data=whole[: len(whole) // 2], content_type="application/octet-stream")
+    assert_documented_error(response, 400, {"invalid_image"})
+    assert f"the {name} image is damaged or cut short" in response.get_json()["error"]["message"]
 
 
 def send_corpus(client):

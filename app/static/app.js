@@ -134,7 +134,7 @@ function explain(status, error) {
   if (code === "no_digit") return "No digit found: write or photograph a number, dark on light or light on dark.";
   if (code === "not_a_digit") return "That looks like a letter, a mark or a drawing, not a number.";
   if (code === "too_many_digits") return "That is more digits than are read at once: write a shorter number.";
-  if (code === "invalid_image") return "That file could not be read as an image. Try a PNG, JPEG, GIF, BMP, TIFF or WebP.";
+  if (code === "invalid_image") return "That file could not be read as an image. Try a PNG, JPEG, GIF, BMP, TIFF, WebP, HEIC or AVIF.";
   if (code === "image_too_large" || status === 413) return "That image is too large. Try a smaller photo.";
   return (error && error.message) || `The service answered with an error (HTTP ${status}).`;
 }
