@@ -29,6 +29,16 @@ GRID = 16  # cells along the longest side of a large picture, over which its lig
 GRAIN = 0.25  # faint ink 2 px or more from any stroke, as a share of the strokes: more is the paper's texture
 STROKE_LEVEL = 0.3  # ink-map level of a stroke, for GRAIN
 LIGHTING_TOLERANCE = 0.1  # a cell's paper may lie this far above the smooth lighting: shadows, not ink
+# What lies beyond the paper in a large picture (a desk, a table's wedges round a tilted sheet, a scan's black
+# edge) is a dark region along the picture's border, unlike any stroke of the writing:
+BEYOND_CONTACT = 0.1  # along the border for at least this share of the picture's shorter side
+BEYOND_THICKNESS = 2.0  # and either at its thickest this many times the boldest stroke inside the paper
+BEYOND_SOLID = 0.6  # and filling this share of its bounding box (a strip of desk, not strokes cut by the border),
+BEYOND_HUGGING = 1.5  # or in a corner, hugging the border: its area at most this times its contact times its thickness
+BEYOND_BORDER = 0.65  # a picture dark along more of its border than this is light writing on a dark ground
+# A ruled line of a form or a page spans the picture and is thin beside its length, and the writing is short beside it:
+RULE_SPAN = 0.9  # across this share of the picture's height or width at least
+RULE_THICKNESS = 0.02  # at most this share of the picture's longer side thick, on average
 OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
 LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height, less a margin above and below
 LINE_MARGIN = 2
@@ -104,13 +114,15 @@ def ink_map(image):
     else:
         if alpha is not None:
             plane = alpha * plane + (1 - alpha) * np.median(plane[alpha >= 0.5])
+        if min(plane.shape) >= SMALL_SIDE:
+            plane = _paper_only(plane)
         plane = _ink_up(plane)
     small = min(plane.shape) < SMALL_SIDE
     deviation = plane - _background(plane, small)
     ink = _normalise(deviation, small)
     if small and _grain(ink) > GRAIN:  # a small scan of printed texture (a cheque's): its grain is dropped as a photo's
         ink = _normalise(deviation, small=False)
-    return ink
+    return ink if small else _without_rules(ink)
 
 
 def to_model_input(digits):
@@ -223,6 +235,96 @@ def _has_alpha(image):
     return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
 
 
+def _paper_only(plane):
+    """A large picture's luminance with what lies beyond the paper painted over in the paper's level: dark
+    regions along the border (a desk, the wedges of a tilted sheet, a scan's black edge) that no stroke of
+    the writing looks like (BEYOND_*), where the paper is the brighter part of the picture."""
+    top = float(plane.max())
+    if top <= 0:
+        return plane
+    ring = np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
+    level = _otsu(plane, top)
+    if _quantile(plane, 0.5) < level or np.count_nonzero(ring < level) > BEYOND_BORDER * ring.size:
+        return plane  # light writing on a dark ground
+    cells = _cell_levels(plane, 100 - PAPER_PERCENTILE)  # the paper's light in each cell, where it shows
+    lit = 1 - _smooth_cells(_lighting(1 - cells, cells >= level), plane.shape)
+    shade = np.maximum(lit - plane, 0)  # how far below the paper's light, which may vary over the picture
+    top = float(shade.max())
+    if top < MIN_CONTRAST:
+        return plane
+    dark = shade >= _otsu(shade, top)
+    if dark.all():
+        return plane
+    labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
+    edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    contact = np.bincount(edge, minlength=count + 1)
+    contact[0] = 0
+    touching = np.flatnonzero(contact)
+    if count == touching.size or not np.any(contact >= BEYOND_CONTACT * min(plane.shape)):
+        return plane  # nothing along the border, or nothing written inside to compare it with
+    depth = ndimage.distance_transform_edt(dark)
+    stroke = max(float(depth[dark & ~np.isin(labels, touching)].max()), 1.0)  # the boldest inside the paper
+    corners = set(labels[[0, 0, -1, -1], [0, -1, 0, -1]].tolist())
+    paper = _quantile(plane[~dark], 0.5)
+    boxes = ndimage.find_objects(labels)
+    beyond = []
+    for label in np.flatnonzero(contact >= BEYOND_CONTACT * min(plane.shape)).tolist():
+        box = _grown_box(boxes[label - 1], 3, plane.shape)
+        region = labels[box] == label
+        area, thickest = np.count_nonzero(region), float(depth[box][region].max())
+        solid = area >= BEYOND_SOLID * (boxes[label - 1][0].stop - boxes[label - 1][0].start) * (
+            boxes[label - 1][1].stop - boxes[label - 1][1].start)
+        thick = thickest >= BEYOND_THICKNESS * stroke and solid
+        hugging = label in corners and area <= BEYOND_HUGGING * contact[label] * thickest
+        if (thick or hugging) and _sharp_edged(region, plane[box], paper):
+            beyond.append(label)
+    if not beyond:
+        return plane
+    mask = np.isin(labels, beyond)
+    # Grown to all that joins it and is as dark as most of it (where the light falls off across a desk), to
+    # the blur at its edges, and to the slivers it cuts off between itself and the border (a desk's grain).
+    grown, _ = ndimage.label(mask | (plane <= _quantile(plane[mask], 0.5)), structure=np.ones((3, 3), dtype=bool))
+    mask = ndimage.binary_dilation(np.isin(grown, np.unique(grown[mask])), iterations=2)
+    pieces, count = ndimage.label(~mask)
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    mask |= np.isin(pieces, np.flatnonzero((sizes > 0) & (sizes < 0.1 * mask.size)))
+    return np.where(mask, np.float32(paper), plane)
+
+
+def _grown_box(box, margin, shape):
+    """A pair of slices widened by `margin` on every side, within `shape`."""
+    return tuple(slice(max(part.start - margin, 0), min(part.stop + margin, size)) for part, size in zip(box, shape))
+
+
+def _without_rules(ink):
+    """A large picture's ink map without the ruled lines of its page or form (RULE_SPAN, RULE_THICKNESS), where
+    every other piece of ink is at most half as long as they are: the writing between them is left alone."""
+    labels, count = ndimage.label(ink >= STROKE_LEVEL, structure=np.ones((3, 3), dtype=bool))
+    if count < 2:
+        return ink
+    height, width = ink.shape
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    rules, rest = [], []
+    for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        tall, wide = rows.stop - rows.start, cols.stop - cols.start
+        spans = tall >= RULE_SPAN * height or wide >= RULE_SPAN * width
+        (rules if spans and area[label] <= RULE_THICKNESS * max(height, width) * (tall + wide) else rest).append(
+            (label, max(tall, wide)))
+    if not rules or not rest or max(size for _, size in rest) > 0.5 * min(size for _, size in rules):
+        return ink
+    mask = ndimage.binary_dilation(np.isin(labels, [label for label, _ in rules]), iterations=1)
+    return np.where(mask, np.float32(0), ink)
+
+
+def _sharp_edged(region, plane, paper):
+    """Whether a dark region ends in an edge, as a desk does at the paper, rather than fading out as the
+    light does in a photo's corners: just outside it, the picture is most of the way up to the paper's level."""
+    rim = ndimage.binary_dilation(region, iterations=3) & ~region
+    inside = _quantile(plane[region], 0.5)
+    return bool(rim.any()) and _quantile(plane[rim], 0.5) - inside >= 0.5 * (paper - inside)
+
+
 def _ink_up(plane):
     """Orient a luminance plane so that ink is high: MNIST's white on black, whatever was drawn with.
 
@@ -258,15 +360,24 @@ def _background(plane, small):
     """
     if small:
         return np.float32(_quantile(plane, PAPER_PERCENTILE / 100))
+    paper = _float_image(_cell_levels(plane, PAPER_PERCENTILE))
+    paper = _pixels(paper.filter(ImageFilter.MinFilter(3)), np.float32)
+    return _smooth_cells(np.minimum(paper, _lighting(paper) + LIGHTING_TOLERANCE), plane.shape)
+
+
+def _cell_levels(plane, percentile):
+    """The `percentile` of each cell of a GRID-cell grid over the longest side: (rows, cols) levels."""
     height, width = plane.shape
     cell = -(-max(height, width) // GRID)
     rows, cols = -(-height // cell), -(-width // cell)
     padded = np.pad(plane, ((0, rows * cell - height), (0, cols * cell - width)), mode="edge")
     blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    paper = _float_image(np.percentile(blocks, PAPER_PERCENTILE, axis=2))
-    paper = _pixels(paper.filter(ImageFilter.MinFilter(3)), np.float32)
-    paper = _float_image(np.minimum(paper, _lighting(paper) + LIGHTING_TOLERANCE))
-    return _pixels(paper.resize((width, height), Image.Resampling.BILINEAR), np.float32)
+    return np.percentile(blocks, percentile, axis=2).astype(np.float32)
+
+
+def _smooth_cells(levels, shape):
+    """A grid of cell levels spread smoothly over a picture of `shape`."""
+    return _pixels(_float_image(levels).resize(shape[::-1], Image.Resampling.BILINEAR), np.float32)
 
 
 def _grain(ink):
@@ -277,15 +388,17 @@ def _grain(ink):
     return np.count_nonzero((ink > 0) & ~near) / max(1, np.count_nonzero(strokes))
 
 
-def _lighting(levels):
+def _lighting(levels, kept=None):
     """A smooth (quadratic) surface under a grid of paper levels, fitted so that cells lying well above it,
-    covered in ink rather than lit differently, do not pull it up."""
+    covered in ink rather than lit differently, do not pull it up; only `kept` cells, where given."""
     rows, cols = levels.shape
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
     y, x = y.ravel() / rows, x.ravel() / cols
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
     values = levels.ravel()
-    kept = np.ones(values.size, dtype=bool)
+    kept = np.ones(values.size, dtype=bool) if kept is None else kept.ravel()
+    if np.count_nonzero(kept) < terms.shape[1]:
+        kept = np.ones(values.size, dtype=bool)
     for _ in range(5):
         fit, *_ = np.linalg.lstsq(terms[kept], values[kept], rcond=None)
         residual = values - terms @ fit

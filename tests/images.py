@@ -149,6 +149,44 @@ def marker_on_paper(mask, seed=0):
     return image.filter(ImageFilter.GaussianBlur(1.5))
 
 
+def pen_on_sheet(text, seed=0):
+    """A phone photo of `text` in blue pen on a white sheet that fills the frame, lit more from the right."""
+    ink, _ = draw_number(text, height=500, stroke=40, margin=600)
+    rng = np.random.default_rng(seed)
+    mask = np.asarray(ink, dtype=np.float32)[..., None] / 255
+    colour = np.array([238, 236, 230], np.float32) * (1 - mask) + np.array([30, 35, 80], np.float32) * mask
+    light = 0.8 + 0.2 * np.linspace(0, 1, ink.width)[None, :, None]
+    pixels = colour * light + rng.normal(0, 4, colour.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").filter(ImageFilter.GaussianBlur(1.2))
+
+
+def desk(size, seed=0):
+    """A brown wooden desk's top, its grain running across."""
+    rng = np.random.default_rng(seed)
+    grain = 0.3 * np.cumsum(rng.normal(0, 3, size[0]))[None, :, None]
+    pixels = np.array([92, 64, 42], np.float32) + grain + rng.normal(0, 5, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def on_desk(photo, side, share, seed=0):
+    """`photo` with a strip of desk along one side ("left", "right", "top", "bottom"), `share` of it wide."""
+    width, height = photo.size
+    cut = int(share * (width if side in ("left", "right") else height))
+    box = {"left": (0, 0, cut, height), "right": (width - cut, 0, width, height), "top": (0, 0, width, cut),
+           "bottom": (0, height - cut, width, height)}[side]
+    scene = photo.copy()
+    scene.paste(desk(photo.size, seed).crop(box), box[:2])
+    return scene
+
+
+def tilted_on_desk(photo, degrees, seed=0):
+    """`photo`'s sheet turned by `degrees` on a desk: the desk shows in wedges at the corners."""
+    turned = photo.convert("RGBA").rotate(degrees, Image.Resampling.BILINEAR)
+    scene = desk(photo.size, seed)
+    scene.paste(turned, (0, 0), turned)
+    return scene
+
+
 def on_printed_paper(text, height=30, seed=0):
     """A cheque's amount as a bank scans it: `text` in dark pen, its digits `height` px tall, on paper printed with
     a fine grey texture of every shade from light to nearly the pen's, saved as JPEG."""

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.images import draw_digit, draw_number, encode, marker_on_paper, on_printed_paper
+from tests.images import (draw_digit, draw_number, encode, marker_on_paper, on_desk, on_printed_paper,
+                          pen_on_sheet, tilted_on_desk)
 from tests.test_recognize import assert_error
 
 
@@ -131,6 +132,53 @@ def test_a_phone_photo_of_a_number_stored_sideways_is_read_with_boxes_in_upright
     assert_reading(answer, "81")
     for digit, expected in zip(answer["digits"], boxes):
         assert inside(digit["box"], expected), (digit["box"], expected)
+
+
+SCENES = {
+    "a strip of desk on the right": lambda photo: on_desk(photo, "right", 0.15),
+    "a strip of desk on the left": lambda photo: on_desk(photo, "left", 0.15),
+    "a band of table along the bottom": lambda photo: on_desk(photo, "bottom", 0.18),
+    "tilted 2.5 degrees, wedges of desk at the corners": lambda photo: tilted_on_desk(photo, 2.5),
+    "tilted the other way 6 degrees": lambda photo: tilted_on_desk(photo, -6),
+}
+
+
+@pytest.mark.parametrize("scene", SCENES)
+@pytest.mark.parametrize("number", ["385", "60"])
+def test_a_photo_of_a_sheet_on_a_desk_is_read_as_the_sheet_alone(client, number, scene):
+    """What lies beyond the paper is no ink: the desk's edge read as a 1 ("3851", "11385") or the wedges of a
+    tilted sheet as strokes (refused as a drawing) before it was left out."""
+    sheet = pen_on_sheet(number)
+    assert_reading(read(client, encode(sheet, "JPEG", quality=85)).get_json(), number)
+    assert_reading(read(client, encode(SCENES[scene](sheet), "JPEG", quality=85)).get_json(), number)
+
+
+@pytest.mark.parametrize("number", ["71", "745", "4107"])
+@pytest.mark.parametrize("stroke", [6, 30])
+def test_a_number_cropped_tight_to_its_ink_keeps_the_strokes_that_touch_the_pictures_edges(client, number, stroke):
+    """Dark strokes along the border are writing, not a desk: a 7's bar in the corner, a 1 from edge to edge."""
+    ink, _ = draw_number(number, height=200, stroke=stroke, margin=0)
+    picture = Image.eval(ink.crop(ink.getbbox()), lambda value: 255 - value)
+    assert_reading(read(client, encode(picture)).get_json(), number)
+
+
+def test_a_digit_photographed_on_a_desk_is_recognized_on_its_own(client):
+    photo = on_desk(pen_on_sheet("4"), "left", 0.2)
+    answer = client.post("/recognize.json", data=encode(photo, "JPEG", quality=85), content_type="image/jpeg")
+    assert answer.get_json()["digit"] == 4, answer.get_json()
+
+
+def test_a_number_in_a_scanned_register_cell_is_read_without_the_page_edge_and_the_rules(client):
+    """A cell cut from a scanned register: the scanner's black beyond the page's edge down one side, the
+    form's rules the whole height of the cell, the number small in it."""
+    ink, _ = draw_number("30", height=40, stroke=4, margin=20)
+    cell = Image.new("L", (240, 400), 235)
+    cell.paste(Image.eval(ink, lambda v: 255 - v), (110, 150), ink)
+    pen = ImageDraw.Draw(cell)
+    pen.rectangle((0, 0, 55, 399), fill=12)  # beyond the page
+    for x in (80, 228):
+        pen.line([(x, 0), (x + 2, 399)], fill=60, width=2)  # the form's rules, a little askew
+    assert_reading(read(client, encode(cell.convert("RGB"), "JPEG", quality=90)).get_json(), "30")
 
 
 def test_small_scans_of_numbers_on_printed_paper_are_read_without_the_papers_grain(client):
