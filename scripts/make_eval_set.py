@@ -1,6 +1,6 @@
 """Build the evaluation set: MNIST test digits re-rendered the way people really upload them.
 
-    python scripts/make_eval_set.py                    # 1,000 digits per category, about 20 minutes
+    python scripts/make_eval_set.py                    # 1,000 digits per category, about 30 minutes
     python scripts/make_eval_set.py --output DIR --per-category 200
 
 Categories (each from its own MNIST test digits, so that no digit is scored twice):
@@ -30,6 +30,9 @@ and, as canvas exports, photos and scans in turn:
               "1,250", "12/06", "12:30", "-7", "555 0123"): the expected answer is the text
   wide        one MNIST test digit written 1.5-2.3 times as wide, as across a sticky note
   dashes      a lone dash, a row of dashes or a long stroke: no number, to be refused
+
+and numbers photographed as phone photos of a sheet, each number in every scene (SCENES, phone_scenes):
+  scene_plain, scene_desk, scene_tilted, scene_shadow, scene_ruled, scene_squared
 
 It writes DIR/<category>/<name> and DIR/labels.csv (file, category, expected, note): the expected answer
 is a digit, a number (digits as a string) or the code of a refusal. Same seed, same set.
@@ -230,8 +233,10 @@ MARKED = {
 }
 # Which endpoint reads which category: every picture to refuse goes to both, but for lone dashes and strokes,
 # which only /read.json must tell from the marks of a number
+SCENES = ("plain", "desk", "tilted", "shadow", "ruled", "squared")  # phone photos of a sheet, as phone_scenes takes them
 ENDPOINTS = {"/recognize.json": ("mnist", *RENDERERS, "uci", "not_digit", "several"),
-             "/read.json": ("not_digit", *NUMBERS, "uci_numbers", *MARKED, "wide", "dashes")}
+             "/read.json": ("not_digit", *NUMBERS, "uci_numbers", *MARKED, "wide", "dashes",
+                            *(f"scene_{scene}" for scene in SCENES))}
 
 
 def in_turn(glyph, rng, position):
@@ -340,6 +345,102 @@ def marks_wide_and_dashes(images, labels, per_category, rng, source):
         yield "dashes", name, data, expected, note
 
 
+def phone_scenes(images, labels, count, rng):
+    """(category, name, bytes, the number, note): `count` numbers of 2-6 of `images` (MNIST's test digits), each
+    written on a sheet and photographed as each of SCENES shows it: the sheet alone filling the frame, on a
+    desk with a strip of it along one side, tilted with the desk in wedges at its corners, with a hard
+    shadow across it, on ruled and on squared paper. 2000-3200 px, JPEG, a quarter stored sideways with an
+    EXIF orientation; the same number, sheet, pen and light in every scene."""
+    for position in range(count):
+        chosen = rng.choice(len(images), int(rng.integers(2, 7)), replace=False)
+        glyph, _ = glyphs.number(images[chosen], rng, float(rng.uniform(0.25, 0.8)))
+        written = "".join(str(int(labels[index])) for index in chosen)
+        width = int(rng.integers(2000, 3201))
+        size = (width, int(width * rng.uniform(0.6, 0.8)))
+        tall = int(min(size[1] * rng.uniform(0.12, 0.3), 0.8 * size[0] / wideness(glyph)))
+        mask = placed(pen_mask(glyph, tall), size, rng)
+        look = {"ink": PHOTO_INKS[int(rng.integers(len(PHOTO_INKS)))], "light": rng.uniform(0, 2 * np.pi),
+                "blur": float(rng.uniform(0.6, 1.8)), "quality": int(rng.integers(70, 93)), "seed": int(rng.integers(1 << 30)),
+                "sideways": int(rng.choice(list(SIDEWAYS))) if rng.random() < 0.25 else None}
+        for scene in SCENES:
+            image, note = _scene(mask, tall, scene, look, np.random.default_rng(look["seed"]))
+            options = {"quality": look["quality"]}
+            if look["sideways"]:
+                image = image.transpose(SIDEWAYS[look["sideways"]])
+                exif = Image.Exif()
+                exif[EXIF_ORIENTATION] = look["sideways"]
+                options["exif"] = exif
+                note += f", stored sideways (EXIF orientation {look['sideways']})"
+            yield (f"scene_{scene}", f"{position:05d}.jpg", to_bytes(image, "JPEG", **options), written,
+                   f"test digits {chosen.tolist()}, {size[0]}x{size[1]}: {note}")
+
+
+def _scene(mask, tall, scene, look, rng):
+    """The photo of `mask` (the writing's coverage on the sheet) as `scene` shows it, and a note of it."""
+    height, width = mask.shape
+    paper = np.empty((height, width, 3), dtype=np.float32)
+    paper[:] = (240, 238, 232)
+    note = scene
+    if scene == "ruled":  # faint blue lines under the writing, a red margin down the left
+        spacing = tall * rng.uniform(1.1, 1.6)
+        rows = np.arange(rng.uniform(0, spacing), height, spacing).astype(int)
+        thick = max(2, int(tall * 0.02))
+        for row in rows:
+            paper[row : row + thick] = (165, 190, 230)
+        margin = int(width * rng.uniform(0.04, 0.1))
+        paper[:, margin : margin + thick] = (225, 120, 120)
+        note += f", lines every {spacing:.0f} px"
+    elif scene == "squared":
+        spacing = tall * rng.uniform(0.35, 0.6)
+        thick = max(1, int(tall * 0.012))
+        for row in np.arange(rng.uniform(0, spacing), height, spacing).astype(int):
+            paper[row : row + thick] = (185, 200, 220)
+        for col in np.arange(rng.uniform(0, spacing), width, spacing).astype(int):
+            paper[:, col : col + thick] = (185, 200, 220)
+        note += f", squares of {spacing:.0f} px"
+    pixels = paint(mask, look["ink"], paper)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    gradient = np.cos(look["light"]) * x / width + np.sin(look["light"]) * y / height
+    pixels *= (0.75 + 0.2 * (gradient - gradient.min()) / np.ptp(gradient))[..., None]
+    if scene == "shadow":  # a hard shadow cast across the sheet from one side, over a fifth to a half of it
+        angle = rng.uniform(0, 2 * np.pi)
+        across = np.cos(angle) * (x - width / 2) + np.sin(angle) * (y - height / 2)
+        edge = np.quantile(across, rng.uniform(0.5, 0.8))
+        shade = np.clip((across - edge) / (0.004 * width) + 0.5, 0, 1)
+        pixels *= (1 - rng.uniform(0.3, 0.5) * shade)[..., None]
+    pixels += rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(4)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    image = image.filter(ImageFilter.GaussianBlur(look["blur"]))
+    if scene == "desk":  # along the side with the most bare paper, never over the writing
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        room = {"left": cols[0] / width, "right": 1 - (cols[-1] + 1) / width, "top": rows[0] / height,
+                "bottom": 1 - (rows[-1] + 1) / height}
+        side = max(room, key=room.get)
+        share = min(rng.uniform(0.06, 0.2), 0.8 * room[side])
+        keep = {"left": (int(share * width), 0, width, height), "right": (0, 0, int((1 - share) * width), height),
+                "top": (0, int(share * height), width, height),
+                "bottom": (0, 0, width, int((1 - share) * height))}[side]
+        scene_image = _desk_top((width, height), rng)
+        scene_image.paste(image.crop(keep), keep[:2])
+        image, note = scene_image, f"{note}, along the {side}, {share:.0%}"
+    elif scene == "tilted":
+        degrees = float(rng.choice([-1, 1]) * rng.uniform(1.5, 6))
+        turned = image.convert("RGBA").rotate(degrees, Image.Resampling.BILINEAR)
+        scene_image = _desk_top((width, height), rng)
+        scene_image.paste(turned, (0, 0), turned)
+        image, note = scene_image, f"{note} {degrees:+.1f} degrees"
+    return image, note
+
+
+def _desk_top(size, rng):
+    """A desk's top, wood or a darker table, its grain running across."""
+    width, height = size
+    colour = np.array([(92, 64, 42), (60, 58, 56), (140, 100, 65)][int(rng.integers(3))], dtype=np.float32)
+    grain = 0.3 * np.cumsum(rng.normal(0, 3, width)).astype(np.float32)[None, :, None]
+    pixels = colour + grain + rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(5)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
 def uci_number(glyph, rng, position):
     """A number of UCI digits as they are: white on black, a little margin, PNG."""
     return to_bytes(Image.fromarray(np.pad(glyph, int(rng.integers(4, 30)))), "PNG"), "png", "UCI, upscaled"
@@ -368,6 +469,8 @@ def build(mnist, per_category, seed):
         yield "uci_numbers", name, data, written, "UCI " + note
     rng = np.random.default_rng(seed + 2)  # its own stream again: the numbers with marks came later
     yield from marks_wide_and_dashes(mnist.x_test, mnist.y_test, per_category, rng, "test")
+    rng = np.random.default_rng(seed + 3)  # and the phone scenes later still
+    yield from phone_scenes(mnist.x_test, mnist.y_test, max(per_category // 8, 1), rng)
 
 
 def build_tuning(mnist, per_category, seed):

@@ -72,6 +72,21 @@ def test_wide_digits_expect_their_digit_and_dashes_a_refusal(client, mnist):
     assert sum(answer.get("error", {}).get("code") == "not_a_digit" for answer in answers) >= 5, answers
 
 
+def test_each_phone_scene_is_the_same_number_on_the_same_sheet_and_the_desk_never_covers_the_writing(mnist):
+    scenes = list(make_eval_set.phone_scenes(mnist.x_test, mnist.y_test, 1, np.random.default_rng(5)))
+    assert [category for category, *_ in scenes] == [f"scene_{scene}" for scene in make_eval_set.SCENES]
+    assert len({(name, number) for _, name, _, number, _ in scenes}) == 1
+    pictures = {category: Image.open(io.BytesIO(data)) for category, _, data, _, _ in scenes}
+    assert {picture.format for picture in pictures.values()} == {"JPEG"}
+    assert all(2000 <= max(picture.size) <= 3200 for picture in pictures.values())
+    plain = np.asarray(pictures["scene_plain"].convert("L"), dtype=np.float32)
+    desk = np.asarray(pictures["scene_desk"].convert("L"), dtype=np.float32)
+    writing = plain < 0.6 * np.median(plain)  # the pen's strokes on the sheet
+    assert writing.any() and np.median(np.abs(desk[writing] - plain[writing])) < 20
+    assert np.mean(np.abs(desk - plain) > 40) > 0.03  # and the desk is there, along a side
+    assert set(make_eval_set.ENDPOINTS["/read.json"]) >= {category for category, *_ in scenes}
+
+
 def test_the_tuning_set_is_numbers_of_validation_digits_and_non_digits_in_training_fonts(mnist, tmp_path):
     """The reader's constants are chosen on it, so that the evaluation set's test digits and its fonts are only
     scored."""
