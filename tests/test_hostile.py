@@ -171,6 +171,35 @@ def test_random_pictures_give_a_finite_ink_map_in_0_1_and_a_digit_or_no_digit(da
         pass
 
 
+@st.composite
+def scenes(draw):
+    """A large grey picture (64-300 px a side, where the paper is looked for) of any level, with dark and light
+    blocks along its edges and in its corners, lines across it, strokes and noise: desks, wedges, rules and
+    writing in every arrangement."""
+    height, width = draw(st.integers(64, 300)), draw(st.integers(64, 300))
+    pixels = np.full((height, width), draw(st.integers(0, 255)), dtype=np.float32)
+    for _ in range(draw(st.integers(0, 6))):
+        top, left = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+        tall, wide = draw(st.integers(1, height)), draw(st.integers(1, width))
+        pixels[top : top + tall, left : left + wide] = draw(st.integers(0, 255))
+    noise = draw(st.integers(0, 40))
+    pixels += np.random.default_rng(draw(st.integers(0, 2**16))).normal(0, noise, pixels.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+    if draw(st.booleans()):
+        image = image.rotate(draw(st.floats(-10, 10)), Image.Resampling.BILINEAR, fillcolor=draw(st.integers(0, 255)))
+    return encode(image, draw(st.sampled_from(["PNG", "JPEG"])))
+
+
+@PROPERTY
+@given(scenes())
+def test_large_pictures_of_any_arrangement_give_a_finite_ink_map_in_0_1_or_no_digit(data):
+    try:
+        ink = ink_map(decode(data, LIMIT))
+    except NoDigit:
+        return
+    assert ink.ndim == 2 and np.isfinite(ink).all() and ink.min() >= 0 and ink.max() <= 1
+
+
 def float_ink_maps(max_side):
     """Float ink maps of any shape up to `max_side` and any values, NaN and infinities included."""
     return st.sampled_from([np.float32, np.float64]).flatmap(lambda dtype: arrays(
