@@ -242,7 +242,7 @@ def _paper_only(plane):
     top = float(plane.max())
     if top <= 0:
         return plane
-    ring = np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
+    ring = _border(plane)
     level = _otsu(plane, top)
     if _quantile(plane, 0.5) < level or np.count_nonzero(ring < level) > BEYOND_BORDER * ring.size:
         return plane  # light writing on a dark ground
@@ -256,8 +256,7 @@ def _paper_only(plane):
     if dark.all():
         return plane
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
-    edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    contact = np.bincount(edge, minlength=count + 1)
+    contact = np.bincount(_border(labels), minlength=count + 1)
     contact[0] = 0
     touching = np.flatnonzero(contact)
     if count == touching.size or not np.any(contact >= BEYOND_CONTACT * min(plane.shape)):
@@ -290,6 +289,11 @@ def _paper_only(plane):
     sizes[0] = 0
     mask |= np.isin(pieces, np.flatnonzero((sizes > 0) & (sizes < 0.1 * mask.size)))
     return np.where(mask, np.float32(paper), plane)
+
+
+def _border(array):
+    """The pixels along a 2-D array's edge, each once."""
+    return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
 
 
 def _grown_box(box, margin, shape):
@@ -342,7 +346,7 @@ def _ink_up(plane):
         dark = float(np.mean(corners < _otsu(plane, float(plane.max()))))
         if dark != 0.5:
             return plane if dark > 0.5 else 1 - plane
-    ring = np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
+    ring = _border(plane)
     deviation = plane - _quantile(ring, 0.5)  # the edges are mostly paper, even when a digit is cropped tight
     floor = 3 * (_paper_noise(plane) if small else _noise_sigma(deviation))
     brighter = np.maximum(deviation - floor, 0).sum()

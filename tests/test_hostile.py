@@ -157,18 +157,23 @@ def test_random_pictures_decode_within_the_limit_or_are_refused(data, max_pixels
     assert 0 < image.width * image.height <= max_pixels
 
 
-@PROPERTY
-@given(pictures())
-def test_random_pictures_give_a_finite_ink_map_in_0_1_and_a_digit_or_no_digit(data):
+def assert_ink_map_frames_to_a_digit_or_no_digit(data, refusals=TYPED_ERRORS):
+    """`data` decodes to a finite ink map in [0, 1] that frames to a digit, or is refused with one of `refusals`."""
     try:
         ink = ink_map(decode(data, LIMIT))
-    except TYPED_ERRORS:
+    except refusals:
         return
     assert ink.ndim == 2 and np.isfinite(ink).all() and ink.min() >= 0 and ink.max() <= 1
     try:
         assert_digit(frame_digit(ink))
     except NoDigit:
         pass
+
+
+@PROPERTY
+@given(pictures())
+def test_random_pictures_give_a_finite_ink_map_in_0_1_and_a_digit_or_no_digit(data):
+    assert_ink_map_frames_to_a_digit_or_no_digit(data)
 
 
 @st.composite
@@ -192,12 +197,8 @@ def scenes(draw):
 
 @PROPERTY
 @given(scenes())
-def test_large_pictures_of_any_arrangement_give_a_finite_ink_map_in_0_1_or_no_digit(data):
-    try:
-        ink = ink_map(decode(data, LIMIT))
-    except NoDigit:
-        return
-    assert ink.ndim == 2 and np.isfinite(ink).all() and ink.min() >= 0 and ink.max() <= 1
+def test_large_pictures_of_any_arrangement_give_a_finite_ink_map_in_0_1_and_a_digit_or_no_digit(data):
+    assert_ink_map_frames_to_a_digit_or_no_digit(data, refusals=NoDigit)
 
 
 def float_ink_maps(max_side):
