@@ -9,6 +9,7 @@ the colours, transparency or lighting) -> `frame_digit` (crop, scale, centre: 28
 
 import io
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pillow_heif
@@ -36,9 +37,21 @@ BEYOND_THICKNESS = 2.0  # and either at its thickest this many times the boldest
 BEYOND_SOLID = 0.6  # and filling this share of its bounding box (a strip of desk, not strokes cut by the border),
 BEYOND_HUGGING = 1.5  # or in a corner, hugging the border: its area at most this times its contact times its thickness
 BEYOND_BORDER = 0.65  # a picture dark along more of its border than this is light writing on a dark ground
+# A dark region along the border with writing inside it is the paper in a shadow: it is relit, not painted over.
+SHADE_INK = 0.5  # writing in the shade is at most this share of the shade's own level
+SHADE_FLOOR = 0.35  # and the shade at least this share of the paper's light (a scanner's black holds no writing)
+SHADE_DIMMED = 0.85  # and at most this share: writing on the lit paper beside a desk is not in the shade
+SHADE_STROKES = 8  # the writing at least this many squares of its boldest half-width (2 px or more): not specks
+SHADE_STROKE_SHARE = 100  # strokes there are taken to be as bold as outside it, or 1/100 of the shorter side
+SHADE_WIDEST = 1 / 16  # and its boldest half-width at most this share of the shorter side: not a phone on the desk
 # A ruled line of a form or a page spans the picture and is thin beside its length, and the writing is short beside it:
 RULE_SPAN = 0.9  # across this share of the picture's height or width at least
-RULE_THICKNESS = 0.02  # at most this share of the picture's longer side thick, on average
+RULE_RUN = 32  # straight along a row or a column for this many pixels at a time (or a quarter of the picture)
+RULE_LEVEL = 0.05  # faint lines count, down to this share of the darkest ink: a notebook's are far paler than a pen
+RULE_TEXTURE = 0.25  # where more of the picture is that faint than this, the paper is textured
+RULE_OVER = 0.4  # ink this much darker than most of a line (and a stroke's at least) is writing over it, kept
+RULE_THICKNESS = 0.02  # its dark part at most this share of the picture's longer side thick, on average
+EIGHT = np.ones((3, 3), dtype=bool)  # pixels that touch at a corner are joined
 OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
 LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height, less a margin above and below
 LINE_MARGIN = 2
@@ -122,7 +135,7 @@ def ink_map(image):
     ink = _normalise(deviation, small)
     if small and _grain(ink) > GRAIN:  # a small scan of printed texture (a cheque's): its grain is dropped as a photo's
         ink = _normalise(deviation, small=False)
-    return ink if small else _without_rules(ink)
+    return ink if small else _without_rules(ink, deviation)
 
 
 def to_model_input(digits):
@@ -236,38 +249,48 @@ def _has_alpha(image):
 
 
 def _paper_only(plane):
-    """A large picture's luminance with what lies beyond the paper painted over in the paper's level: dark
-    regions along the border (a desk, the wedges of a tilted sheet, a scan's black edge) that no stroke of
-    the writing looks like (BEYOND_*), where the paper is the brighter part of the picture."""
+    """A large picture's luminance with the paper in a shadow relit, and what lies beyond the paper painted over
+    in the paper's level: dark regions along the border that hold writing are shade (SHADE_*); those that hold
+    none and that no stroke of the writing looks like are a desk, the wedges of a tilted sheet or a scan's
+    black edge (BEYOND_*), where the paper is the brighter part of the picture."""
     top = float(plane.max())
     if top <= 0:
         return plane
     ring = _border(plane)
     level = _otsu(plane, top)
-    if _quantile(plane, 0.5) < level or np.count_nonzero(ring < level) > BEYOND_BORDER * ring.size:
+    if np.count_nonzero(ring < level) > BEYOND_BORDER * ring.size:
         return plane  # light writing on a dark ground
     cells = _cell_levels(plane, 100 - PAPER_PERCENTILE)  # the paper's light in each cell, where it shows
     lit = 1 - _smooth_cells(_lighting(1 - cells, cells >= level), plane.shape)
     shade = np.maximum(lit - plane, 0)  # how far below the paper's light, which may vary over the picture
-    top = float(shade.max())
-    if top < MIN_CONTRAST:
+    if float(shade.max()) < MIN_CONTRAST:
         return plane
-    dark = shade >= _otsu(shade, top)
+    dark = shade >= _otsu(shade, float(shade.max()))
     if dark.all():
         return plane
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
     contact = np.bincount(_border(labels), minlength=count + 1)
     contact[0] = 0
-    touching = np.flatnonzero(contact)
-    if count == touching.size or not np.any(contact >= BEYOND_CONTACT * min(plane.shape)):
-        return plane  # nothing along the border, or nothing written inside to compare it with
+    along = np.flatnonzero(contact >= BEYOND_CONTACT * min(plane.shape)).tolist()
+    if not along:
+        return plane  # nothing along the border
     depth = ndimage.distance_transform_edt(dark)
-    stroke = max(float(depth[dark & ~np.isin(labels, touching)].max()), 1.0)  # the boldest inside the paper
-    corners = set(labels[[0, 0, -1, -1], [0, -1, 0, -1]].tolist())
+    inside = dark & ~np.isin(labels, np.flatnonzero(contact))  # the writing on the paper, clear of the border
+    stroke = max(float(depth[inside].max()), 1.0) if inside.any() else 1.0  # the boldest of it
     paper = _quantile(plane[~dark], 0.5)
     boxes = ndimage.find_objects(labels)
+    window = 4 * round(max(stroke, min(plane.shape) / SHADE_STROKE_SHARE)) + 3  # twice a bold stroke's width
+    for label in list(along):
+        box = _grown_box(boxes[label - 1], window, plane.shape)
+        width = _writing_in_shade(ndimage.binary_fill_holes(labels[box] == label), plane[box], lit[box], paper, window)
+        if width:
+            plane = _relit(plane, labels == label, paper, 4 * round(max(width, stroke)) + 3)
+            along.remove(label)
+    if not inside.any():
+        return plane  # nothing written inside the paper to compare the rest with
+    corners = set(labels[[0, 0, -1, -1], [0, -1, 0, -1]].tolist())
     beyond = []
-    for label in np.flatnonzero(contact >= BEYOND_CONTACT * min(plane.shape)).tolist():
+    for label in along:
         box = _grown_box(boxes[label - 1], 3, plane.shape)
         region = labels[box] == label
         area, thickest = np.count_nonzero(region), float(depth[box][region].max())
@@ -291,6 +314,36 @@ def _paper_only(plane):
     return np.where(mask, np.float32(paper), plane)
 
 
+def _writing_in_shade(region, plane, lit, paper, window):
+    """The half-width of the boldest stroke written inside a dark region along the border, or 0 where it holds
+    no writing: a shadow on the paper has strokes far darker than their surroundings (SHADE_INK of a closing's
+    level, `window` wide), surroundings themselves in the shade (SHADE_DIMMED of the paper's light `lit`), as a
+    desk's grain, the wedges of a tilted sheet or a scan's black edge (darker than SHADE_FLOOR) have not."""
+    if _quantile(plane[region], 0.5) < SHADE_FLOOR * paper:
+        return 0.0
+    level = _paper_level(plane, window)
+    deep = ndimage.distance_transform_edt(region) > window / 2  # not in the narrow tip of a wedge, nor at its edge
+    writing = deep & (plane <= SHADE_INK * level) & (level >= SHADE_FLOOR * paper) & (level <= SHADE_DIMMED * lit)
+    if not writing.any():
+        return 0.0
+    width = float(ndimage.distance_transform_edt(writing).max())
+    if np.count_nonzero(writing) < SHADE_STROKES * max(width, 2.0) ** 2 or width > SHADE_WIDEST * min(plane.shape):
+        return 0.0  # a speck or two, or something broad lying there
+    return width
+
+
+def _relit(plane, shade, paper, window):
+    """`plane` with its shade (a mask), and the blur round its edge, divided by the shade's own level (a closing
+    wider than every stroke, which fills them in) and brought up to the paper's: the writing in it as in the light."""
+    near = ndimage.binary_dilation(shade, iterations=3)
+    box = _grown_box(_extent(near), window, plane.shape)
+    level = _paper_level(plane[box], window)
+    relit = plane[box] * (paper / np.maximum(level, SHADE_FLOOR * paper))
+    plane = plane.copy()
+    plane[box] = np.where(near[box], np.clip(relit, plane[box], max(paper, 1e-6)), plane[box])
+    return plane
+
+
 def _border(array):
     """The pixels along a 2-D array's edge, each once."""
     return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
@@ -301,24 +354,130 @@ def _grown_box(box, margin, shape):
     return tuple(slice(max(part.start - margin, 0), min(part.stop + margin, size)) for part, size in zip(box, shape))
 
 
-def _without_rules(ink):
-    """A large picture's ink map without the ruled lines of its page or form (RULE_SPAN, RULE_THICKNESS), where
-    every other piece of ink is at most half as long as they are: the writing between them is left alone."""
-    labels, count = ndimage.label(ink >= STROKE_LEVEL, structure=np.ones((3, 3), dtype=bool))
-    if count < 2:
+class _Line(NamedTuple):
+    """A straight run of ink along a row or a column: a candidate ruled line."""
+
+    span: int  # its length
+    box: tuple  # its bounding box, as slices
+    pixels: np.ndarray  # its pixels within the box
+    under_stroke: np.ndarray  # those where a stroke runs along it (it is twice as thick there)
+    thickness: float  # its typical thickness
+    level: float  # its typical ink level
+
+
+def _without_rules(ink, deviation):
+    """A large picture's ink map without the ruled lines of its page or form: straight runs along a row or a
+    column across most of the picture (RULE_*), however faint (found in `deviation`, the ink's rise above the
+    paper, where the ink map has dropped the faintest), at least twice as long as any piece of the writing, or
+    running between two such lines (a box's sides). Where a stroke crosses a line, the stroke is kept."""
+    faint, dark = deviation >= RULE_LEVEL * float(deviation.max()), ink >= STROKE_LEVEL
+    if np.count_nonzero(faint) > RULE_TEXTURE * faint.size:  # printed texture (a cheque's): what the ink map keeps
+        faint = ink >= RULE_LEVEL
+    spanning, short = [], []
+    for axis, length in ((1, ink.shape[1]), (0, ink.shape[0])):
+        labels, _ = ndimage.label(_runs(faint, max(1, min(RULE_RUN, length // 4)), axis), structure=EIGHT)
+        for label, box in enumerate(ndimage.find_objects(labels), start=1):
+            span = box[axis].stop - box[axis].start
+            pixels = labels[box] == label
+            thickest = RULE_THICKNESS * max(ink.shape) * span  # for its dark part; three times that, faint and all
+            if np.count_nonzero(pixels & dark[box]) > thickest or np.count_nonzero(pixels) > 3 * thickest:
+                continue
+            across = pixels.sum(axis=1 - axis)  # its thickness at each point along it
+            thickness = float(np.median(across[across > 0]))
+            merged = across > 2 * thickness + 1
+            under_stroke = pixels & (merged[None, :] if axis == 1 else merged[:, None])
+            line = _Line(span, box, pixels, under_stroke, thickness, _quantile(ink[box][pixels], 0.5))
+            (spanning if span >= RULE_SPAN * length else short).append(line)
+    if not spanning:
         return ink
-    height, width = ink.shape
-    area = np.bincount(labels.ravel(), minlength=count + 1)
-    rules, rest = [], []
-    for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        tall, wide = rows.stop - rows.start, cols.stop - cols.start
-        spans = tall >= RULE_SPAN * height or wide >= RULE_SPAN * width
-        (rules if spans and area[label] <= RULE_THICKNESS * max(height, width) * (tall + wide) else rest).append(
-            (label, max(tall, wide)))
-    if not rules or not rest or max(size for _, size in rest) > 0.5 * min(size for _, size in rules):
+    lined = ndimage.binary_dilation(_painted(ink.shape, [(line.box, line.pixels) for line in spanning]))
+    writing = _extents(ndimage.label(dark & ~lined, structure=EIGHT)[0])
+    if not writing:
+        return ink  # nothing but lines: a 1 from edge to edge, perhaps
+    long = [line for line in spanning if line.span >= 2 * max(writing)]
+    if not long:
         return ink
-    mask = ndimage.binary_dilation(np.isin(labels, [label for label, _ in rules]), iterations=1)
-    return np.where(mask, np.float32(0), ink)
+    # Shorter lines join them only as a box's sides do: between two of them, about as long as the writing, no darker.
+    ends = ndimage.binary_dilation(_painted(ink.shape, [(line.box, line.pixels) for line in long]), iterations=2)
+    darkest = max(line.level for line in long) + RULE_OVER
+    lines = long + [line for line in spanning + short if RULE_SPAN * max(writing) <= line.span < 2 * max(writing)
+                    and line.level < darkest and _between(line.pixels, ends[line.box])]
+    bare = [(line.box, line.pixels & ~line.under_stroke) for line in lines]
+    rules = ndimage.binary_dilation(_painted(ink.shape, bare))
+    # A stroke over a pale line is far darker than most of the line: kept, as is a stroke crossing a dark line.
+    over = np.full(ink.shape, np.inf, dtype=np.float32)
+    for line in lines:
+        near = over[line.box]
+        near[line.pixels] = np.minimum(near[line.pixels], max(line.level + RULE_OVER, STROKE_LEVEL))
+    over = ink >= ndimage.minimum_filter(over, size=3)
+    reach = 4 + int(max(line.thickness for line in lines))  # beyond the thickest line
+    kept = np.where(rules & ~(over | _crossing(dark & ~rules, rules, reach)), np.float32(0), ink)
+    pieces, count = ndimage.label(kept > 0, structure=EIGHT)
+    outside = np.bincount(pieces[~rules], minlength=count + 1)
+    return np.where(outside[pieces] > 0, kept, np.float32(0))  # without what is left of the lines alone
+
+
+def _runs(mask, length, axis):
+    """The pixels of `mask` in a straight run of `length` or more along `axis`: a binary opening by a line, from
+    running sums (scipy's opening visits the whole line at every pixel)."""
+    size = mask.shape[axis]
+    if length > size:
+        return np.zeros_like(mask)
+    total = np.cumsum(np.pad(mask, [(1, 0) if side == axis else (0, 0) for side in (0, 1)]), axis=axis, dtype=np.int32)
+    full = _span(total, axis, length, size - length + 1) - _span(total, axis, 0, size - length + 1) == length
+    starts = np.cumsum(np.pad(full, [(length, length - 1) if side == axis else (0, 0) for side in (0, 1)]), axis=axis,
+                       dtype=np.int32)  # full windows starting up to each pixel, less those that end before it
+    return _span(starts, axis, length, size) - _span(starts, axis, 0, size) > 0
+
+
+def _painted(shape, pieces):
+    """A mask of `shape` with the pixels of each (box, its pixels in the box) set."""
+    mask = np.zeros(shape, dtype=bool)
+    for box, pixels in pieces:
+        mask[box] |= pixels
+    return mask
+
+
+def _between(line, ends):
+    """Whether a line's two ends (its first and last few pixels along it) both meet `ends` (both in its box)."""
+    tall = line.shape[0] >= line.shape[1]
+    first, last = (line[:3], line[-3:]) if tall else (line[:, :3], line[:, -3:])
+    near_first, near_last = (ends[:3], ends[-3:]) if tall else (ends[:, :3], ends[:, -3:])
+    return bool((first & near_first).any() and (last & near_last).any())
+
+
+def _extents(labels):
+    """The longer side of each labelled piece's bounding box."""
+    return [max(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in ndimage.find_objects(labels)]
+
+
+def _crossing(strokes, rules, reach):
+    """The pixels of the ruled lines that a stroke crosses: with a stroke within `reach` of them on both sides,
+    across the line (above and below a line along a row, either side of one down a column)."""
+    crossing = np.zeros_like(rules)
+    for axis in (0, 1):
+        size = strokes.shape[axis]
+        total = np.cumsum(np.pad(strokes, [(reach + 1, reach) if side == axis else (0, 0) for side in (0, 1)]),
+                          axis=axis, dtype=np.int32)  # pixel i's count is at i + reach + 1, counting all before it
+        before = _span(total, axis, reach, size) - _span(total, axis, 0, size)
+        after = _span(total, axis, 2 * reach + 1, size) - _span(total, axis, reach + 1, size)
+        crossing |= (before > 0) & (after > 0)
+    return crossing & rules
+
+
+def _span(array, axis, start, size):
+    """`size` rows (axis 0) or columns (axis 1) of a 2-D array from `start`."""
+    return array[start : start + size] if axis == 0 else array[:, start : start + size]
+
+
+def _paper_level(plane, window):
+    """The paper's level under every pixel: a closing (the brightest within `window`, then the darkest of those)
+    fills in every stroke narrower than the window and keeps the edge of a shadow where it is, up to the
+    picture's border, beyond which the picture is taken to go on as its edge is (where a mirrored border would
+    close a shadow's edge off)."""
+    margin = window // 2 + 1
+    padded = np.pad(plane, margin, mode="edge")
+    return ndimage.grey_closing(padded, size=(window, window))[margin:-margin, margin:-margin]
 
 
 def _sharp_edged(region, plane, paper):

@@ -149,15 +149,44 @@ def marker_on_paper(mask, seed=0):
     return image.filter(ImageFilter.GaussianBlur(1.5))
 
 
-def pen_on_sheet(text, seed=0):
-    """A phone photo of `text` in blue pen on a white sheet that fills the frame, lit more from the right."""
-    ink, _ = draw_number(text, height=500, stroke=40, margin=600)
+def pen_on_sheet(text, seed=0, height=500, stroke=40):
+    """A phone photo of `text` in blue pen on a white sheet that fills the frame, lit more from the right: the
+    writing `height` px tall, 600 px from every edge."""
+    ink, _ = draw_number(text, height=height, stroke=stroke, margin=600)
     rng = np.random.default_rng(seed)
     mask = np.asarray(ink, dtype=np.float32)[..., None] / 255
     colour = np.array([238, 236, 230], np.float32) * (1 - mask) + np.array([30, 35, 80], np.float32) * mask
     light = 0.8 + 0.2 * np.linspace(0, 1, ink.width)[None, :, None]
     pixels = colour * light + rng.normal(0, 4, colour.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").filter(ImageFilter.GaussianBlur(1.2))
+
+
+def ruled(photo, through, spacing, margin):
+    """`photo`'s sheet ruled as a notebook's page, printed under the writing: pale blue lines `spacing` px apart,
+    one along row `through`, and a red margin down column `margin`."""
+    pixels = np.asarray(photo, dtype=np.float32).copy()
+    for row in range(through % spacing, photo.height, spacing):
+        pixels[row - 3 : row + 3] *= (0.69, 0.81, 1.0)
+    pixels[:, margin - 3 : margin + 3] *= (0.95, 0.51, 0.52)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def squared(photo, spacing):
+    """`photo`'s sheet printed with a pale grid of `spacing` px squares under the writing."""
+    pixels = np.asarray(photo, dtype=np.float32).copy()
+    pixels[np.arange(photo.height) % spacing < 5] *= (0.78, 0.85, 0.96)
+    pixels[:, np.arange(photo.width) % spacing < 5] *= (0.78, 0.85, 0.96)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def in_shadow(photo, share, darkness=0.55):
+    """`photo` with a hard shadow (a hand's, a phone's) cast over its right `share`, its edge slanting a little:
+    what lies in it is `darkness` as bright."""
+    width, height = photo.size
+    xs = np.arange(width)[None, :] + 0.1 * np.arange(height)[:, None]
+    shade = np.clip((xs - (1 - share) * width) / 6, 0, 1)[..., None]
+    pixels = np.asarray(photo, dtype=np.float32) * (1 - (1 - darkness) * shade)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
 def desk(size, seed=0):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.images import (draw_digit, draw_number, encode, marker_on_paper, on_desk, on_printed_paper,
-                          pen_on_sheet, tilted_on_desk)
+from tests.images import (draw_digit, draw_number, encode, in_shadow, marker_on_paper, on_desk, on_printed_paper,
+                          pen_on_sheet, ruled, squared, tilted_on_desk)
 from tests.test_recognize import assert_error
 
 
@@ -134,23 +134,31 @@ def test_a_phone_photo_of_a_number_stored_sideways_is_read_with_boxes_in_upright
         assert inside(digit["box"], expected), (digit["box"], expected)
 
 
-SCENES = {
-    "a strip of desk on the right": lambda photo: on_desk(photo, "right", 0.15),
-    "a strip of desk on the left": lambda photo: on_desk(photo, "left", 0.15),
-    "a band of table along the bottom": lambda photo: on_desk(photo, "bottom", 0.18),
-    "tilted 2.5 degrees, wedges of desk at the corners": lambda photo: tilted_on_desk(photo, 2.5),
-    "tilted the other way 6 degrees": lambda photo: tilted_on_desk(photo, -6),
+NOTEBOOK = {"height": 250, "stroke": 12}  # small writing in a fine pen, as on a notebook's page
+SCENES = {  # the scene's picture, from the sheet's written in the pen of ...
+    "a strip of desk on the right": ({}, lambda sheet: on_desk(sheet, "right", 0.15)),
+    "a strip of desk on the left": ({}, lambda sheet: on_desk(sheet, "left", 0.15)),
+    "a band of table along the bottom": ({}, lambda sheet: on_desk(sheet, "bottom", 0.18)),
+    "tilted 2.5 degrees, wedges of desk at the corners": ({}, lambda sheet: tilted_on_desk(sheet, 2.5)),
+    "tilted the other way 6 degrees": ({}, lambda sheet: tilted_on_desk(sheet, -6)),
+    "a hard shadow over its right third": ({}, lambda sheet: in_shadow(sheet, 0.35)),
+    "a hard shadow over half of it": (NOTEBOOK, lambda sheet: in_shadow(sheet, 0.5)),
+    "ruled, a line through the writing, a red margin beside it": (NOTEBOOK, lambda sheet: ruled(sheet, 725, 325, 540)),
+    "ruled, a line under the writing, the margin further off": (NOTEBOOK, lambda sheet: ruled(sheet, 830, 325, 350)),
+    "squared": (NOTEBOOK, lambda sheet: squared(sheet, 110)),
 }
 
 
 @pytest.mark.parametrize("scene", SCENES)
 @pytest.mark.parametrize("number", ["385", "60"])
-def test_a_photo_of_a_sheet_on_a_desk_is_read_as_the_sheet_alone(client, number, scene):
-    """What lies beyond the paper is no ink: the desk's edge read as a 1 ("3851", "11385") or the wedges of a
-    tilted sheet as strokes (refused as a drawing) before it was left out."""
-    sheet = pen_on_sheet(number)
+def test_a_photo_of_a_sheet_as_people_take_it_is_read_as_the_writing_alone(client, number, scene):
+    """What lies beyond the paper, the paper's rules and a shadow over it are no ink: the desk's edge read as a
+    1 ("3851", "11385"), the wedges of a tilted sheet as strokes (refused as a drawing), the writing in a shadow
+    painted over as desk ("38"), a red margin as a 1 ("1385") before each was dealt with."""
+    pen, photographed = SCENES[scene]
+    sheet = pen_on_sheet(number, **pen)
     assert_reading(read(client, encode(sheet, "JPEG", quality=85)).get_json(), number)
-    assert_reading(read(client, encode(SCENES[scene](sheet), "JPEG", quality=85)).get_json(), number)
+    assert_reading(read(client, encode(photographed(sheet), "JPEG", quality=85)).get_json(), number)
 
 
 @pytest.mark.parametrize("number", ["71", "745", "4107"])
