@@ -322,7 +322,7 @@ def _writing_in_shade(region, plane, lit, paper, window):
     if _quantile(plane[region], 0.5) < SHADE_FLOOR * paper:
         return 0.0
     level = _paper_level(plane, window)
-    deep = ndimage.distance_transform_edt(region) > window / 2  # not in the narrow tip of a wedge, nor at its edge
+    deep = ndimage.distance_transform_edt(region) > window / 4  # not in the narrow tip of a wedge, nor at its edge
     writing = deep & (plane <= SHADE_INK * level) & (level >= SHADE_FLOOR * paper) & (level <= SHADE_DIMMED * lit)
     if not writing.any():
         return 0.0
@@ -397,8 +397,10 @@ def _without_rules(ink, deviation):
     long = [line for line in spanning if line.span >= 2 * max(writing)]
     if not long:
         return ink
-    # Shorter lines join them only as a box's sides do: between two of them, about as long as the writing, no darker.
+    # Shorter lines join them only as a box's sides do, or a form's rules cut off by the picture's edge: between two
+    # of them or one and the edge, about as long as the writing, no darker.
     ends = ndimage.binary_dilation(_painted(ink.shape, [(line.box, line.pixels) for line in long]), iterations=2)
+    ends[:2], ends[-2:], ends[:, :2], ends[:, -2:] = True, True, True, True
     darkest = max(line.level for line in long) + RULE_OVER
     lines = long + [line for line in spanning + short if RULE_SPAN * max(writing) <= line.span < 2 * max(writing)
                     and line.level < darkest and _between(line.pixels, ends[line.box])]

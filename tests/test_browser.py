@@ -9,10 +9,12 @@ import shutil
 import threading
 
 import pytest
+from PIL import Image
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.images import MARK_WIDTHS, MARKS, SHAPES, STROKES, draw_digit, draw_number, encode, marker_on_paper, paper_photo
+from tests.images import (MARK_WIDTHS, MARKS, SHAPES, STROKES, draw_digit, draw_number, encode, marker_on_paper, on_desk,
+                          paper_photo, pen_on_sheet)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -248,4 +250,39 @@ def test_an_image_dropped_on_the_page_is_read(page):
     page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
     assert answer(page)[0] == "2"
     assert "dragging" not in page.locator("#drop").get_attribute("class")
+    assert page.problems == []
+
+
+def test_a_phone_photo_of_a_sheet_on_a_desk_dropped_on_the_page_is_read_and_boxed_on_the_upright_picture(
+        page, artefacts):
+    """A photo as phones store it, sideways with an EXIF orientation, a strip of desk along the sheet's left: the
+    number is read, and the page draws the picture upright with each digit's box over that digit."""
+    photo = on_desk(pen_on_sheet("385"), "left", 0.15)
+    _, boxes = draw_number("385", height=500, stroke=40, margin=600)  # where pen_on_sheet wrote each digit
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = encode(photo.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=85, exif=exif.tobytes())
+    dropped = page.evaluate_handle("""(picture) => {
+        const bytes = Uint8Array.from(atob(picture), (c) => c.charCodeAt(0));
+        const files = new DataTransfer();
+        files.items.add(new File([bytes], "IMG_0385.jpg", { type: "image/jpeg" }));
+        return files;
+    }""", base64.b64encode(stored).decode())
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    assert answer(page, "385")[0] == "385"
+    size = page.evaluate("() => [document.getElementById('view').width, document.getElementById('view').height]")
+    scale = min(size[0] / photo.width, size[1] / photo.height)
+    left, top = (size[0] - photo.width * scale) / 2, (size[1] - photo.height * scale) / 2
+    at = lambda x, y: [round(left + x * scale), round(top + y * scale)]  # noqa: E731 (upright photo to canvas)
+    across = [[at(x + dx, y + h / 2) for dx in range(-int(0.3 * h), int(w + 0.3 * h), 2)] for x, y, w, h in boxes]
+    colours = page.evaluate("""(rows) => rows.map((row) => row.map(([x, y]) =>
+        Array.from(document.getElementById('view').getContext('2d').getImageData(x, y, 1, 1).data)))""",
+                            across + [[at(0.05 * photo.width, photo.height / 2), at(0.9 * photo.width, photo.height / 2)]])
+    page.screenshot(path=artefacts / "page-desk-photo-385.png", full_page=True)
+    boxed = [sum(1 for red, green, blue, _ in row if (red, green, blue) in ((10, 88, 202), (245, 159, 0)))
+             for row in colours[:-1]]
+    assert all(count >= 2 for count in boxed), boxed  # each digit's box, its left and right sides, across its middle
+    desk, paper = colours[-1]
+    assert desk[0] < 140 and desk[0] > desk[2] + 20, desk  # the brown desk on the left: the picture drawn upright
+    assert min(paper[:3]) > 170, paper
     assert page.problems == []
