@@ -23,6 +23,7 @@ import http.client
 import io
 import json
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -253,7 +254,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="most pictures per request (%(default)s)")
     parser.add_argument("--batch-bytes", type=int, default=8_000_000,
                         help="most bytes of pictures per request, below the service's body limit (%(default)s)")
-    parser.add_argument("--sheet", type=Path, help="contact sheet of the misses (default: SET/misses.png)")
+    parser.add_argument("--sheet", type=Path,
+                        help="contact sheet of the misses (default: SET-misses.png in the temporary folder, never "
+                             "inside SET, which may be shared material)")
     parser.add_argument("--show", type=int, default=15, help="misses printed per category")
     parser.add_argument("--only", nargs="+", metavar="CATEGORY", help="score these categories only")
     parser.add_argument("--json", type=Path, help="also write the summary here, as JSON")
@@ -287,7 +290,7 @@ def main(argv=None):
         print(f"\n{endpoint} {category}: {len(theirs)} missed"
               + (f", first {args.show}:" if len(theirs) > args.show else ":"))
         print("\n".join(describe_miss(miss) for miss in theirs[: args.show]))
-    sheet = args.sheet or args.set / "misses.png"
+    sheet = args.sheet or Path(tempfile.gettempdir()) / f"{args.set.name}-misses.png"
     contact_sheet(args.set, misses, sheet)
     print(f"\ncontact sheet of {min(len(misses), MAX_SHEET)} misses: {sheet}")
     return 0
