@@ -268,7 +268,7 @@ def _paper_only(plane):
     dark = shade >= _otsu(shade, float(shade.max()))
     if dark.all():
         return plane
-    labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
+    labels, count = ndimage.label(dark, structure=EIGHT)
     contact = np.bincount(_border(labels), minlength=count + 1)
     contact[0] = 0
     along = np.flatnonzero(contact >= BEYOND_CONTACT * min(plane.shape)).tolist()
@@ -305,7 +305,7 @@ def _paper_only(plane):
     mask = np.isin(labels, beyond)
     # Grown to all that joins it and is as dark as most of it (where the light falls off across a desk), to
     # the blur at its edges, and to the slivers it cuts off between itself and the border (a desk's grain).
-    grown, _ = ndimage.label(mask | (plane <= _quantile(plane[mask], 0.5)), structure=np.ones((3, 3), dtype=bool))
+    grown, _ = ndimage.label(mask | (plane <= _quantile(plane[mask], 0.5)), structure=EIGHT)
     mask = ndimage.binary_dilation(np.isin(grown, np.unique(grown[mask])), iterations=2)
     pieces, count = ndimage.label(~mask)
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)
@@ -422,14 +422,8 @@ def _without_rules(ink, deviation):
 def _runs(mask, length, axis):
     """The pixels of `mask` in a straight run of `length` or more along `axis`: a binary opening by a line, from
     running sums (scipy's opening visits the whole line at every pixel)."""
-    size = mask.shape[axis]
-    if length > size:
-        return np.zeros_like(mask)
-    total = np.cumsum(np.pad(mask, [(1, 0) if side == axis else (0, 0) for side in (0, 1)]), axis=axis, dtype=np.int32)
-    full = _span(total, axis, length, size - length + 1) - _span(total, axis, 0, size - length + 1) == length
-    starts = np.cumsum(np.pad(full, [(length, length - 1) if side == axis else (0, 0) for side in (0, 1)]), axis=axis,
-                       dtype=np.int32)  # full windows starting up to each pixel, less those that end before it
-    return _span(starts, axis, length, size) - _span(starts, axis, 0, size) > 0
+    full = _counts(mask, axis, 0, length) == length  # a run of `length` starts here
+    return _counts(full, axis, 1 - length, 1) > 0  # one started within `length` before, this pixel included
 
 
 def _painted(shape, pieces):
@@ -458,13 +452,17 @@ def _crossing(strokes, rules, reach):
     across the line (above and below a line along a row, either side of one down a column)."""
     crossing = np.zeros_like(rules)
     for axis in (0, 1):
-        size = strokes.shape[axis]
-        total = np.cumsum(np.pad(strokes, [(reach + 1, reach) if side == axis else (0, 0) for side in (0, 1)]),
-                          axis=axis, dtype=np.int32)  # pixel i's count is at i + reach + 1, counting all before it
-        before = _span(total, axis, reach, size) - _span(total, axis, 0, size)
-        after = _span(total, axis, 2 * reach + 1, size) - _span(total, axis, reach + 1, size)
-        crossing |= (before > 0) & (after > 0)
+        crossing |= (_counts(strokes, axis, -reach, 0) > 0) & (_counts(strokes, axis, 1, reach + 1) > 0)
     return crossing & rules
+
+
+def _counts(mask, axis, start, stop):
+    """For each pixel i, how many of `mask`'s pixels lie from i + start to before i + stop along `axis` (none beyond
+    the picture), from a running sum: the same cost whatever the window."""
+    size, before = mask.shape[axis], max(-start, 0)
+    padded = np.pad(mask, [(before + 1, max(stop, 0)) if side == axis else (0, 0) for side in (0, 1)])
+    total = np.cumsum(padded, axis=axis, dtype=np.int32)  # pixel i's at i + before + 1, counting it and all before
+    return _span(total, axis, stop + before, size) - _span(total, axis, start + before, size)
 
 
 def _span(array, axis, start, size):
