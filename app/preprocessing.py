@@ -51,6 +51,21 @@ RULE_LEVEL = 0.05  # faint lines count, down to this share of the darkest ink: a
 RULE_TEXTURE = 0.25  # where more of the picture is that faint than this, the paper is textured
 RULE_OVER = 0.4  # ink this much darker than most of a line (and a stroke's at least) is writing over it, kept
 RULE_THICKNESS = 0.02  # its dark part at most this share of the picture's longer side thick, on average
+# The writing is the band of rows where the picture's largest characters stand. Where that band is a small part of
+# the picture (a number in a form's cell, a note on a page), what is not writing around it is dropped:
+WRITING_SHARE = 0.25  # a band at most this share of the picture's height
+WRITING_SPECK = 1 / 25  # characters: pieces at least this share of the picture's shorter side long,
+WRITING_DARK = 0.4  # as dark as this on average (a scan's speckle is fainter),
+WRITING_CHARACTER = 0.3  # at least this share of the longest character long, and no line:
+WRITING_LINE = 0.3  # lines are pieces at least this share of the picture along them,
+WRITING_THIN = 8  # whose box is this many times as long as it is wide,
+WRITING_RUNS = 0.5  # or with this share of their pixels in straight runs that long, of strokes thinner than
+WRITING_FINE = 0.05  # this share of the shorter side, broken by gaps of at most
+WRITING_DASH = 0.08  # this share of the height down it (a margin's rule as a scanner breaks it up)
+WRITING_GAP = 1.0  # bands of characters closer than this many times the taller one's height are one band
+WRITING_NEAR = 0.5  # pieces above or below the band within this share of its height, over its characters, are kept
+WRITING_FAR = 0.5  # pieces in the band further than this share of its height beside every character are not
+WRITING_TALLER = 2  # and neither are lines down the picture this many times as long as the longest character
 EIGHT = np.ones((3, 3), dtype=bool)  # pixels that touch at a corner are joined
 OTSU_BINS = np.arange(64) + 0.5  # the histogram's bins for Otsu's threshold, as their centres
 LINE_HEIGHT = 32  # the line reader's input: a line's ink scaled to this height, less a margin above and below
@@ -135,7 +150,7 @@ def ink_map(image):
     ink = _normalise(deviation, small)
     if small and _grain(ink) > GRAIN:  # a small scan of printed texture (a cheque's): its grain is dropped as a photo's
         ink = _normalise(deviation, small=False)
-    return ink if small else _without_rules(ink, deviation)
+    return ink if small else _writing_only(_without_rules(ink, deviation))
 
 
 def to_model_input(digits):
@@ -417,6 +432,81 @@ def _without_rules(ink, deviation):
     pieces, count = ndimage.label(kept > 0, structure=EIGHT)
     outside = np.bincount(pieces[~rules], minlength=count + 1)
     return np.where(outside[pieces] > 0, kept, np.float32(0))  # without what is left of the lines alone
+
+
+def _writing_only(ink):
+    """A large picture's ink map with only its writing: where the band of its largest characters is a small part of
+    the picture (WRITING_*), what lies above or below the band (a printer's line at a form's foot, a rule cut off by
+    the crop), lines down the picture far longer than the characters (a margin's rules, wherever they stop) and
+    pieces beside the writing that are no character (specks and broken lines along a scanned page's edge) go."""
+    labels, count = ndimage.label(ink >= LINE_INK, structure=EIGHT)
+    if count < 2:
+        return ink
+    boxes = ndimage.find_objects(labels)
+    top, bottom, left, right = (np.array([box[axis].start if end == 0 else box[axis].stop for box in boxes])
+                                for axis, end in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    heights, widths = bottom - top, right - left
+    longest = np.maximum(heights, widths)
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    mass = ndimage.sum_labels(ink, labels, np.arange(1, count + 1))
+    lines = _line_pieces(labels, count, heights, widths, area)
+    characters = ~lines & (longest >= WRITING_SPECK * min(ink.shape)) & (mass >= WRITING_DARK * area)
+    if not characters.any():
+        return ink
+    characters &= longest >= WRITING_CHARACTER * longest[characters].max()
+    first, last, members = _writing_band(top, bottom, mass, characters)
+    height = last - first
+    if height > WRITING_SHARE * ink.shape[0]:
+        return ink  # the writing fills the picture: nothing around it to drop
+    near = WRITING_NEAR * height
+    over = (left < right[members].max()) & (right > left[members].min()) & (bottom > first - near) & (top < last + near)
+    beside = np.maximum(np.maximum(left[members][None, :] - right[:, None], left[:, None] - right[members][None, :]), 0)
+    dropped = (((bottom <= first) | (top >= last)) & ~(over & ~lines)
+               | lines & (heights >= widths) & (longest >= WRITING_TALLER * longest[members].max())
+               | ~characters & (beside.min(axis=1) >= WRITING_FAR * height))
+    if not dropped.any():
+        return ink
+    kept = np.concatenate(([False], ~dropped))[labels]
+    gone = ndimage.binary_dilation(np.concatenate(([False], dropped))[labels], structure=EIGHT, iterations=2) & ~kept
+    return np.where(gone, np.float32(0), ink)
+
+
+def _line_pieces(labels, count, heights, widths, area):
+    """Which labelled pieces are lines: long beside the picture and thin, or mostly straight runs of a fine stroke
+    along a row or a column (a line with a box's side joined to it), dashed or not (WRITING_LINE to WRITING_DASH)."""
+    strokes = labels > 0
+    longest, along = np.maximum(heights, widths), np.where(heights >= widths, *strokes.shape)
+    straight = (np.minimum(heights, widths) <= np.maximum(3, longest / WRITING_THIN)) & (longest >= WRITING_LINE * along)
+    side = max(3, round(WRITING_FINE * min(strokes.shape)))
+    fine = strokes & ~ndimage.maximum_filter(ndimage.minimum_filter(strokes, side), side)  # no bold stroke's core
+    height, width = strokes.shape
+    gap = max(1, int(WRITING_DASH * height))  # down the picture: along a row, a line of writing is dashed too
+    dashed = fine | ((_counts(fine, 0, -gap, 0) > 0) & (_counts(fine, 0, 1, gap + 1) > 0))
+    runs = _runs(dashed, max(3, int(WRITING_LINE * height)), 0) | _runs(fine, max(3, int(WRITING_LINE * width)), 1)
+    return straight | (np.bincount(labels[runs & fine], minlength=count + 1)[1:] >= WRITING_RUNS * area)
+
+
+def _writing_band(top, bottom, mass, characters):
+    """The rows (first, one past the last) of the band of characters that holds the tallest writing (the most ink
+    where two are as tall), and its characters' indices: characters whose rows overlap are one band, and so are
+    bands closer than WRITING_GAP of the taller one's height (a 5's flag drawn apart)."""
+    bands = []  # [first, last, indices]
+    for index in sorted(np.flatnonzero(characters), key=lambda index: top[index]):
+        if bands and top[index] < bands[-1][1]:
+            bands[-1][1] = max(bands[-1][1], bottom[index])
+            bands[-1][2].append(index)
+        else:
+            bands.append([top[index], bottom[index], [index]])
+    joined = True
+    while joined:
+        joined = False
+        for index, (upper, lower) in enumerate(zip(bands, bands[1:])):
+            if lower[0] - upper[1] < WRITING_GAP * max(upper[1] - upper[0], lower[1] - lower[0]):
+                bands[index : index + 2] = [[upper[0], max(upper[1], lower[1]), upper[2] + lower[2]]]
+                joined = True
+                break
+    first, last, members = max(bands, key=lambda band: (band[1] - band[0], float(mass[band[2]].sum())))
+    return first, last, np.array(members)
 
 
 def _runs(mask, length, axis):

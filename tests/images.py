@@ -6,7 +6,7 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
 # Each digit as pen strokes: lists of (x, y) points in a unit box, y downwards, as a person writes it.
@@ -226,6 +226,26 @@ def on_printed_paper(text, height=30, seed=0):
     paper = 120 + 130 * (texture - texture.min()) / (texture.max() - texture.min())
     writing = np.asarray(picture.resize(size, Image.Resampling.BOX), dtype=np.float32)
     return encode(Image.fromarray(np.minimum(paper, writing).astype(np.uint8)), "JPEG", quality=85)
+
+
+def register_cell(number, footer=True):
+    """A parish register's numbered cell as scanned, 130x200: black past the page's edge, the margin's double rule
+    and the cell's right rule stopping short of the foot, the top rule cut off where the crop began, the clerk's
+    number 20 px tall with a full stop, and the printer's line at the foot; and the number's (x, y, width, height)."""
+    ink, boxes = draw_number(number, height=80, stroke=8, margin=8)
+    ink = ink.resize((ink.width // 4, ink.height // 4), Image.Resampling.BOX)
+    cell = Image.new("L", (130, 200), 228)
+    cell.paste(Image.eval(ink, lambda v: 255 - v), (62, 60), ink)
+    pen = ImageDraw.Draw(cell)
+    pen.ellipse((62 + ink.width, 60 + ink.height - 6, 65 + ink.width, 63 + ink.height - 6), fill=40)  # full stop
+    pen.rectangle((0, 0, 24, 199), fill=10)  # beyond the page
+    for x in (36, 40):
+        pen.line([(x, 0), (x, 172)], fill=70, width=2)
+    pen.line([(124, 0), (124, 176)], fill=70, width=1)
+    pen.line([(64, 5), (129, 5)], fill=70, width=2)
+    if footer:
+        pen.text((38, 184), "Trykt for Kirkens", fill=20, font=ImageFont.load_default(size=10))
+    return cell.convert("RGB"), (62, 60, ink.width + 3, ink.height)
 
 
 def encode(image, format="PNG", **options):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.images import (draw_digit, draw_number, encode, in_shadow, marker_on_paper, on_desk, on_printed_paper,
-                          pen_on_sheet, ruled, squared, tilted_on_desk)
+                          pen_on_sheet, register_cell, ruled, squared, tilted_on_desk)
 from tests.test_recognize import assert_error
 
 
@@ -187,6 +187,21 @@ def test_a_number_in_a_scanned_register_cell_is_read_without_the_page_edge_and_t
     for x in (80, 228):
         pen.line([(x, 0), (x + 2, 399)], fill=60, width=2)  # the form's rules, a little askew
     assert_reading(read(client, encode(cell.convert("RGB"), "JPEG", quality=90)).get_json(), "30")
+
+
+@pytest.mark.parametrize("number", ["46", "30", "17", "203"])
+@pytest.mark.parametrize("footer", [True, False], ids=["printers-line", "no-footer"])
+def test_a_number_in_a_register_cell_is_read_without_the_printers_line_and_the_rules_that_stop_short(client, number, footer):
+    """A real register cell's number is small among lines that no longer span the cell (the margin's rules stop
+    above the foot, the top rule is cut off by the crop) and the printer's line at the foot: only the number is
+    read, and its digits are boxed where it is written (read as no digit before the writing was told from them)."""
+    cell, (x, y, width, height) = register_cell(number, footer)
+    answer = read(client, encode(cell, "JPEG", quality=90)).get_json()
+    assert_reading(answer, number)
+    for digit in answer["digits"]:
+        box = digit["box"]
+        assert x - 2 <= box["x"] and box["x"] + box["width"] <= x + width + 2, (box, (x, y, width, height))
+        assert y - 2 <= box["y"] and box["y"] + box["height"] <= y + height + 2, (box, (x, y, width, height))
 
 
 def test_small_scans_of_numbers_on_printed_paper_are_read_without_the_papers_grain(client):
