@@ -276,7 +276,13 @@ def _paper_only(plane):
     if np.count_nonzero(ring < level) > BEYOND_BORDER * ring.size:
         return plane  # light writing on a dark ground
     cells = _cell_levels(plane, 100 - PAPER_PERCENTILE)  # the paper's light in each cell, where it shows
-    lit = 1 - _smooth_cells(_lighting(1 - cells, cells >= level), plane.shape)
+    paper_cells = cells >= level
+    # No dimmer than the dimmest paper it was fitted to: beyond the paper (a scanner's black over half the picture)
+    # the fitted surface would fall away with it, and the black would pass for paper in the dark.
+    fitted = _lighting(1 - cells, paper_cells)
+    if paper_cells.any():
+        fitted = np.minimum(fitted, 1 - float(cells[paper_cells].min()))
+    lit = 1 - _smooth_cells(fitted, plane.shape)
     shade = np.maximum(lit - plane, 0)  # how far below the paper's light, which may vary over the picture
     if float(shade.max()) < MIN_CONTRAST:
         return plane
