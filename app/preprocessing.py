@@ -554,16 +554,14 @@ def _crossing(strokes, rules, reach):
 
 def _counts(mask, axis, start, stop):
     """For each pixel i, how many of `mask`'s pixels lie from i + start to before i + stop along `axis` (none beyond
-    the picture), from a running sum: the same cost whatever the window."""
-    size, before = mask.shape[axis], max(-start, 0)
-    padded = np.pad(mask, [(before + 1, max(stop, 0)) if side == axis else (0, 0) for side in (0, 1)])
-    total = np.cumsum(padded, axis=axis, dtype=np.int32)  # pixel i's at i + before + 1, counting it and all before
-    return _span(total, axis, stop + before, size) - _span(total, axis, start + before, size)
-
-
-def _span(array, axis, start, size):
-    """`size` rows (axis 0) or columns (axis 1) of a 2-D array from `start`."""
-    return array[start : start + size] if axis == 0 else array[:, start : start + size]
+    the picture), from a running sum along rows: the same cost whatever the window. Down the columns it runs over
+    the transposed mask, as numpy sums along a row several times faster than down a column."""
+    if axis == 0:
+        return _counts(np.ascontiguousarray(mask.T), 1, start, stop).T
+    size, before = mask.shape[1], max(-start, 0)
+    padded = np.pad(mask, [(0, 0), (before + 1, max(stop, 0))])
+    total = np.cumsum(padded, axis=1, dtype=np.int32)  # pixel i's at i + before + 1, counting it and all before
+    return total[:, stop + before : stop + before + size] - total[:, start + before : start + before + size]
 
 
 def _paper_level(plane, window):
