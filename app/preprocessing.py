@@ -478,7 +478,7 @@ def _writing_only(ink):
 
 
 def _line_pieces(labels, count, heights, widths, area):
-    """Which labelled pieces are lines: long beside the picture and thin, or mostly straight runs of a fine stroke
+    """Which labelled pieces are lines: long for the picture and thin, or mostly straight runs of a fine stroke
     along a row or a column (a line with a box's side joined to it), dashed or not (WRITING_LINE to WRITING_DASH)."""
     strokes = labels > 0
     longest, along = np.maximum(heights, widths), np.where(heights >= widths, *strokes.shape)
