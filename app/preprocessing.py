@@ -449,8 +449,7 @@ def _writing_only(ink):
     if count < 2:
         return ink
     boxes = ndimage.find_objects(labels)
-    top, bottom, left, right = (np.array([box[axis].start if end == 0 else box[axis].stop for box in boxes])
-                                for axis, end in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    top, bottom, left, right = np.array([(rows.start, rows.stop, cols.start, cols.stop) for rows, cols in boxes]).T
     heights, widths = bottom - top, right - left
     longest = np.maximum(heights, widths)
     area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
@@ -486,8 +485,8 @@ def _line_pieces(labels, count, heights, widths, area):
     side = max(3, round(WRITING_FINE * min(strokes.shape)))
     fine = strokes & ~ndimage.maximum_filter(ndimage.minimum_filter(strokes, side), side)  # no bold stroke's core
     height, width = strokes.shape
-    gap = max(1, int(WRITING_DASH * height))  # down the picture: along a row, a line of writing is dashed too
-    dashed = fine | ((_counts(fine, 0, -gap, 0) > 0) & (_counts(fine, 0, 1, gap + 1) > 0))
+    # Gaps bridged down the picture only: along a row, a line of writing is dashed too.
+    dashed = fine | _flanked(fine, 0, max(1, int(WRITING_DASH * height)))
     runs = _runs(dashed, max(3, int(WRITING_LINE * height)), 0) | _runs(fine, max(3, int(WRITING_LINE * width)), 1)
     return straight | (np.bincount(labels[runs & fine], minlength=count + 1)[1:] >= WRITING_RUNS * area)
 
@@ -546,10 +545,13 @@ def _extents(labels):
 def _crossing(strokes, rules, reach):
     """The pixels of the ruled lines that a stroke crosses: with a stroke within `reach` of them on both sides,
     across the line (above and below a line along a row, either side of one down a column)."""
-    crossing = np.zeros_like(rules)
-    for axis in (0, 1):
-        crossing |= (_counts(strokes, axis, -reach, 0) > 0) & (_counts(strokes, axis, 1, reach + 1) > 0)
-    return crossing & rules
+    return (_flanked(strokes, 0, reach) | _flanked(strokes, 1, reach)) & rules
+
+
+def _flanked(mask, axis, reach):
+    """The pixels with some of `mask` within `reach` of them on both sides along `axis`: a gap of `mask` at most
+    `reach` long, bridged."""
+    return (_counts(mask, axis, -reach, 0) > 0) & (_counts(mask, axis, 1, reach + 1) > 0)
 
 
 def _counts(mask, axis, start, stop):

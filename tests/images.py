@@ -232,7 +232,7 @@ def register_cell(number, footer=True):
     """A parish register's numbered cell as scanned, 130x200: black past the page's edge, the margin's double rule
     and the cell's right rule stopping short of the foot, the top rule cut off where the crop began, the clerk's
     number 20 px tall with a full stop, and the printer's line at the foot; and the number's (x, y, width, height)."""
-    ink, boxes = draw_number(number, height=80, stroke=8, margin=8)
+    ink, _ = draw_number(number, height=80, stroke=8, margin=8)
     ink = ink.resize((ink.width // 4, ink.height // 4), Image.Resampling.BOX)
     cell = Image.new("L", (130, 200), 228)
     cell.paste(Image.eval(ink, lambda v: 255 - v), (62, 60), ink)
