@@ -108,6 +108,9 @@ def parse_args(argv):
                         help="of the classifier's training pictures, how many the reader also trains on, at random, "
                              "so that it keeps reading whole digits and refusing (default: all; see docs/reading.md "
                              "for what fewer cost)")
+    parser.add_argument("--start-from", type=Path, metavar="MODEL_H5",
+                        help="begin from the weights of a classifier this script wrote with the same --filters (for "
+                             "example the MNIST-only model/model.h5) instead of at random")
     parser.add_argument("--reader-only", action="store_true",
                         help="train the reader alone, from the classifier at --output, and update the card")
     parser.add_argument("--seed", type=int, default=1)
@@ -387,6 +390,10 @@ def train_classifier(args, data, sources_card, training, validation, test):
 
     # Model: a warm-up over the first epoch (or tenth of the run), then cosine decay to zero.
     model = build_model(args.filters, args.conv_dropout, args.dense_dropout)
+    started_from = None
+    if args.start_from:
+        started_from = {"file": str(args.start_from), "sha256": model_card.sha256_of(args.start_from)}
+        model.set_weights(keras.models.load_model(args.start_from).layers[0].get_weights())
     steps = args.epochs * len(batches)
     warmup = min(len(batches), steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -450,6 +457,7 @@ def train_classifier(args, data, sources_card, training, validation, test):
                                                   ("test", test_sources)]}},
         "hyperparameters": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
                             if key not in ("data", "cache_dir", "output", "quick", "reader_only")},
+        "started_from": started_from,
         "accuracy": accuracy,
         "test_accuracy_by_digit": {str(d): round(float(matrix[d, d] / matrix[d].sum()), 4) for d in range(10)},
         "confusion_matrix": {"rows": "true digit", "columns": "predicted digit", "counts": matrix.tolist()},
@@ -569,6 +577,9 @@ def train_reader(args, training_candidates, validation_candidates, classifier_pi
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.start_from and not args.start_from.is_file():
+        print(f"train.py: --start-from {args.start_from}: no such file (a model.h5 this script wrote)", file=sys.stderr)
+        return 2
     try:
         data = load_mnist(args.data, args.cache_dir)
         uci = load_optdigits_training(args.cache_dir) if args.uci_renderings else None

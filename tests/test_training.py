@@ -106,6 +106,35 @@ def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_
     assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
 
 
+def test_a_run_started_from_a_classifier_begins_with_its_weights(quick_run, tmp_path):
+    """--start-from: at a learning rate too small to move them, the new classifier's trained weights are those
+    of the one it started from (a network started at random shares none of them), and its card names it."""
+    trained, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = tmp_path / "model.h5"
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--start-from", str(trained),
+                             "--learning-rate", "1e-9", "--reader-pictures", "200", "--output", str(output)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(output.with_name("model.json").read_text())["started_from"] == {
+        "file": str(trained), "sha256": sha256_of(trained)}
+    before, after = ([np.asarray(weight) for weight in Predictor.load(path).model.layers[0].trainable_weights]
+                     for path in (trained, output))
+    assert len(before) == len(after) == 17  # five kernels, their normalisations' scales and shifts, dense's two
+    for start, now in zip(before, after):
+        np.testing.assert_allclose(now, start, atol=1e-5)
+
+
+def test_starting_from_a_missing_classifier_is_one_clear_line_and_exit_code_2(tmp_path):
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--start-from", str(tmp_path / "no.h5"),
+                             "--output", str(tmp_path / "model.h5")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"train.py: --start-from {tmp_path / 'no.h5'}: no such file "
+                                     "(a model.h5 this script wrote)")
+    assert not (tmp_path / "model.h5").exists()
+
+
 def test_the_card_records_what_evaluate_measures_on_real_pictures_of_the_model_it_describes(quick_run, tmp_path):
     """scripts/evaluate.py --card writes its per-kind scores into the card of the model served, and no other."""
     trained, first = quick_run
