@@ -4,7 +4,9 @@ The classifier reads twelve classes: the ten digits, then two it refuses to read
 symbol, a drawing) and "several digits". A picture is refused when those two together are at least as
 likely as the card's threshold, fitted by scripts/train.py on held-out pictures. The reader is the same
 network trained on with what the segmenter cuts out of touching digits (slivers of neighbours, halves, pairs),
-for the candidates of /read.json within a group of ink cut into pieces.
+for the candidates of /read.json within a group of ink cut into pieces. Where the card names a network of many
+hands beside the classifier (hands.h5), one digit's answer is the mean of the two's probabilities, at a
+temperature of its own; /read.json's candidates are read by the classifier and the reader alone.
 """
 
 import hashlib
@@ -37,26 +39,33 @@ class ModelError(RuntimeError):
 
 
 class Predictor:
-    def __init__(self, model, reader, card, line_reader=None):
+    def __init__(self, model, reader, card, line_reader=None, hands=None):
         self.model = model
+        self.hands = hands
         self.reader = reader
         self.line_reader = line_reader
         self.card = card
         self.version = card["version"]
         self.refusal_threshold = card["refusal"]["threshold"]
+        # /read.json's candidates are read by the classifier alone, at its own threshold, as its rules were tuned
+        self.reading_threshold = card["hands"]["classifier_alone"]["refusal"] if hands else self.refusal_threshold
 
     @classmethod
     def load(cls, model_path):
         """Load `model_path` and the reader beside it once `checked_card` vouches for them, and the line reader
-        beside them if its card (lines.json) is there and vouches for it; the card served holds both cards."""
+        beside them if its card (lines.json) is there and vouches for it; the card served holds both cards. The
+        network of many hands too, where the card names one."""
         card = checked_card(model_path)
         lines_card = checked_lines_card(model_path)
         line_reader = None
         if lines_card:
             card = {**card, "line_reader": lines_card}
             line_reader = _load_line_reader(str(Path(model_path).with_name(lines_card["file"])), lines_card["sha256"])
+        hands = (_load_keras_model(str(Path(model_path).with_name(card["hands"]["file"])), card["hands"]["sha256"])
+                 if card.get("hands") else None)
         return cls(_load_keras_model(str(model_path), card["sha256"]),
-                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"]), card, line_reader)
+                   _load_keras_model(str(reader_path(model_path, card)), card["reader"]["sha256"]), card, line_reader,
+                   hands)
 
     def reads_correctly(self):
         """Whether the model reads CHECK_DIGIT as 1: readiness."""
@@ -64,7 +73,16 @@ class Predictor:
 
     def predict(self, digits):
         """Probabilities (n, 12) for uint8 MNIST-convention pictures (n, 28, 28), in order: the ten digits,
-        then not a digit, then several digits."""
+        then not a digit, then several digits: the classifier's, or its mean with the network of many hands' at
+        the pair's temperature (the mean of two networks is less sure than either)."""
+        probabilities = self.classify(digits)
+        if self.hands is None:
+            return probabilities
+        sharpened = ((probabilities + _predict(self.hands, digits)) / 2) ** (1 / self.card["hands"]["temperature"])
+        return sharpened / sharpened.sum(axis=1, keepdims=True)
+
+    def classify(self, digits):
+        """`predict` by the classifier alone, for /read.json's candidates that are whole groups of ink."""
         return _predict(self.model, digits)
 
     def read_pieces(self, digits):
@@ -111,6 +129,17 @@ def checked_card(model_path):
         raise ModelError(f"{path} is not the reader that {card_path} describes: the two do not belong "
                          f"together; regenerate the reader with scripts/train.py --reader-only")
     saved_configuration(path, io.BytesIO(reader))
+    if card.get("hands"):
+        path = Path(model_path).with_name(Path(str(card["hands"].get("file"))).name)
+        try:
+            hands = path.read_bytes()
+        except OSError as error:
+            raise ModelError(f"cannot read the network of many hands: {error}; pair it again with "
+                             f"scripts/train.py --hands")
+        if hashlib.sha256(hands).hexdigest() != card["hands"].get("sha256"):
+            raise ModelError(f"{path} is not the network of many hands that {card_path} describes: the two do not "
+                             f"belong together; pair it again with scripts/train.py --hands")
+        saved_configuration(path, io.BytesIO(hands))
     return card
 
 

@@ -58,8 +58,8 @@ def read():
             results.append(_too_many_pieces(picture))
         else:
             digits = best_reading(picture.segmentation, picture.rows)
-            refused = is_no_number(picture.segmentation, picture.rows, digits, predictor.refusal_threshold)
-            results.append(_answer(digits, refused, picture, predictor.refusal_threshold, show_input))
+            refused = is_no_number(picture.segmentation, picture.rows, digits, predictor.reading_threshold)
+            results.append(_answer(digits, refused, picture, predictor.reading_threshold, show_input))
     return respond(results, is_batch)
 
 
@@ -78,7 +78,7 @@ def _predict(predictor, segmentations):
     cut into pieces (touching digits), the classifier's for the rest; one batched call of each for the request."""
     rows = [np.empty((len(segmentation.candidates), len(REFUSALS) + 10)) for segmentation in segmentations]
     pieces = [set(segmentation.cut_candidates()) for segmentation in segmentations]
-    for model, of_pieces in ((predictor.predict, False), (predictor.read_pieces, True)):
+    for model, of_pieces in ((predictor.classify, False), (predictor.read_pieces, True)):
         chosen = [(index, number) for index, segmentation in enumerate(segmentations)
                   for number in range(len(segmentation.candidates)) if (number in pieces[index]) == of_pieces]
         if chosen:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -111,6 +112,11 @@ def parse_args(argv):
     parser.add_argument("--start-from", type=Path, metavar="MODEL_H5",
                         help="begin from the weights of a classifier this script wrote with the same --filters (for "
                              "example the MNIST-only model/model.h5) instead of at random")
+    parser.add_argument("--hands", type=Path, metavar="MODEL_H5",
+                        help="pair the classifier at --output with this network of many hands (a model.h5 this "
+                             "script wrote, for example with --start-from and every source): the service reads the "
+                             "mean of the two's probabilities; the pair's refusal threshold is fitted on the "
+                             "validation split drawn with the same source flags, and the card updated")
     parser.add_argument("--reader-only", action="store_true",
                         help="train the reader alone, from the classifier at --output, and update the card")
     parser.add_argument("--seed", type=int, default=1)
@@ -456,7 +462,7 @@ def train_classifier(args, data, sources_card, training, validation, test):
                              for split, names in [("train", training[2]), ("validation", val_sources),
                                                   ("test", test_sources)]}},
         "hyperparameters": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
-                            if key not in ("data", "cache_dir", "output", "quick", "reader_only")},
+                            if key not in ("data", "cache_dir", "output", "quick", "reader_only", "hands")},
         "started_from": started_from,
         "accuracy": accuracy,
         "test_accuracy_by_digit": {str(d): round(float(matrix[d, d] / matrix[d].sum()), 4) for d in range(10)},
@@ -566,8 +572,7 @@ def train_reader(args, training_candidates, validation_candidates, classifier_pi
         "temperature": temperature,
         "training_seconds": round(training_seconds, 1),
     }
-    both = hashlib.sha256((card["sha256"] + card["reader"]["sha256"]).encode()).hexdigest()
-    card["version"] = f"{trained_at:%Y%m%d}-{both[:8]}"
+    card["version"] = model_version(card, trained_at)
     model_card.write_card(card_path, card)
     read = card["reader"]["validation_candidates_read_right"]
     print(f"reader trained in {training_seconds / 60:.1f} min; validation candidates read right "
@@ -575,10 +580,94 @@ def train_reader(args, training_candidates, validation_candidates, classifier_pi
     print(f"wrote {path} ({card['reader']['sha256'][:12]}); model version {card['version']}")
 
 
+def pair_with_hands(args, validation, test):
+    """Pair the classifier at `args.output` with the many-hands network at `args.hands`: the service reads the
+    mean of the two's calibrated probabilities, at a temperature of its own. Fit that temperature and the pair's
+    refusal threshold on `validation`, measure the
+    pair on `test`, copy the network beside the classifier (hands.h5) and record it in the card, whose refusal
+    section and per-source table then describe the pair."""
+    import keras
+
+    (val_images, y_val, val_sources), (test_images, y_test, test_sources) = validation, test
+    card_path = args.output.with_name("model.json")
+    hands_card = json.loads(args.hands.with_name("model.json").read_text())
+    if hands_card.get("sha256") != model_card.sha256_of(args.hands):
+        raise SystemExit(f"train.py: {args.hands} is not the network its card beside it describes")
+    networks = [keras.models.load_model(path) for path in (args.output, args.hands)]
+
+    def paired(images):
+        pixels = to_model_input(images)
+        return np.mean([network.predict(pixels, verbose=0) for network in networks], axis=0).astype(np.float64)
+
+    # A mean of two networks is less sure than either: one more temperature, on its logarithm, fitted as the
+    # networks' own were, brings its confidence back to how often it is right.
+    val_means, test_means = paired(val_images), paired(test_images)
+    temperature = fit_temperature(np.log(val_means), y_val)
+    val_probabilities, test_probabilities = softmax(np.log(val_means), temperature), softmax(np.log(test_means),
+                                                                                             temperature)
+    threshold = fit_refusal_threshold(val_probabilities, y_val, args.digit_refusals)
+    digits_only = test_sources == "mnist"
+    mnist_or_refused = digits_only | (y_test >= 10)
+    path = args.output.with_name("hands.h5")
+    if args.hands.resolve() != path.resolve():
+        shutil.copyfile(args.hands, path)
+    card = json.loads(card_path.read_text())
+    card["hands"] = {
+        "file": path.name,
+        "sha256": model_card.sha256_of(path),
+        "trained_at": hands_card["trained_at"],
+        "started_from": hands_card.get("started_from"),
+        "hyperparameters": hands_card["hyperparameters"],
+        "sources": hands_card["data"]["sources"]["train"],
+        "training_seconds": hands_card["training_seconds"],
+        "alone": {"test_accuracy": hands_card["accuracy"]["test"], "refusal": hands_card["refusal"]["threshold"],
+                  "temperature": hands_card["calibration"]["temperature"]},
+        "classifier_alone": {"refusal": card["refusal"]["threshold"]},
+        "temperature": temperature,
+        "served": "one digit (/recognize.json) is read by the mean of the classifier's and this network's "
+                  "calibrated probabilities, raised to the power 1 / temperature and scaled to add up to 1 "
+                  "(temperature fitted on the validation split by its NLL), refused at refusal.threshold; "
+                  "/read.json's candidates are read by the classifier and the reader alone, refused at "
+                  "classifier_alone.refusal",
+        "test": {"accuracy": digit_accuracy(test_probabilities[digits_only], y_test[digits_only]),
+                 "ece_15_bins": expected_calibration_error(test_probabilities[digits_only, :10], y_test[digits_only])},
+    }
+    card["refusal"].update({
+        "threshold": threshold,
+        "rule": "a picture is refused when the probabilities of the refusal classes, the mean of the two networks', "
+                "add up to the threshold or more; the code is that of the likelier of the two",
+        "fitted": f"on the validation split: the lowest threshold that refuses at most {args.digit_refusals:.2%} "
+                  "of the validation digits that the pair reads right",
+        "validation": refusal_rates(val_probabilities, y_val, threshold),
+        "test": refusal_rates(test_probabilities[mnist_or_refused], y_test[mnist_or_refused], threshold),
+    })
+    splits = [("validation", val_probabilities, y_val, val_sources), ("test", test_probabilities, y_test, test_sources)]
+    card["by_source"] = {split: by_source(probabilities, labels, names, threshold)
+                         for split, probabilities, labels, names in splits}
+    card["version"] = model_version(card, datetime.now(timezone.utc))
+    model_card.write_card(card_path, card)
+    read = card["refusal"]["test"]
+    print(f"paired with {args.hands}: refusal threshold {threshold:.3f}; test digits read right "
+          f"{read['digits_read_right']:.2%}, refused {read['digits_refused']:.2%}; non-digits refused "
+          f"{read['not_a_digit_refused']:.2%}; test ECE {card['hands']['test']['ece_15_bins']:.2%}")
+    print(f"wrote {path} ({card['hands']['sha256'][:12]}); model version {card['version']}")
+
+
+def model_version(card, trained_at):
+    """The day and a digest of every network the card names: a new version whenever one of them changes."""
+    networks = [card["sha256"], card["reader"]["sha256"], *([card["hands"]["sha256"]] if card.get("hands") else [])]
+    return f"{trained_at:%Y%m%d}-{hashlib.sha256(''.join(networks).encode()).hexdigest()[:8]}"
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.start_from and not args.start_from.is_file():
-        print(f"train.py: --start-from {args.start_from}: no such file (a model.h5 this script wrote)", file=sys.stderr)
+    for flag, path in (("--start-from", args.start_from), ("--hands", args.hands)):
+        if path and not path.is_file():
+            print(f"train.py: {flag} {path}: no such file (a model.h5 this script wrote)", file=sys.stderr)
+            return 2
+    if args.hands and not args.output.with_name("model.json").is_file():
+        print(f"train.py: --hands pairs the classifier at --output, but there is no "
+              f"{args.output.with_name('model.json')}", file=sys.stderr)
         return 2
     try:
         data = load_mnist(args.data, args.cache_dir)
@@ -643,14 +732,15 @@ def main(argv=None):
                         "validation": len(validation_doodles),
                         "left_out_as_digit_like": list(handwriting_data.QUICKDRAW_DIGIT_LIKE),
                         "held_out_for_the_test": list(handwriting_data.QUICKDRAW_HELD_OUT)}
-    training = split_pictures(digits, labels, counts, training_fonts, args.seed, extra)
+    training = None if args.hands else split_pictures(digits, labels, counts, training_fonts, args.seed, extra)
     if not args.reader_only:
         validation = split_pictures(val_digits, val_labels, smaller, training_fonts, args.seed + 1, val_extra)
         test = split_pictures(frame_digits(data.x_test), data.y_test, smaller, evaluation_fonts, args.seed + 2,
                               test_extra)
-    pieces = in_parallel(reader_candidates, (args.reader_numbers,), args.seed + 3, digits, labels)
-    val_pieces = in_parallel(reader_candidates, (max(args.reader_numbers // 10, 20),), args.seed + 4,
-                             val_digits, val_labels)
+    if not args.hands:
+        pieces = in_parallel(reader_candidates, (args.reader_numbers,), args.seed + 3, digits, labels)
+        val_pieces = in_parallel(reader_candidates, (max(args.reader_numbers // 10, 20),), args.seed + 4,
+                                 val_digits, val_labels)
     print(f"pictures drawn and candidates cut in {(time.time() - started) / 60:.1f} min")
 
     # Keras and TensorFlow only now: a data problem above is one line, before their start-up and log lines,
@@ -660,6 +750,9 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
+    if args.hands:
+        pair_with_hands(args, validation, test)
+        return 0
     if not args.reader_only:
         sources_card = {"uci_digits": uci_card, "pen_digits": pen_card, "doodles": doodles_card,
                         "handwriting_fonts": {"package_version": handwriting_data.FONTSOURCE_VERSION,

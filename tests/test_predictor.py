@@ -80,7 +80,7 @@ def test_jax_and_tensorflow_give_the_same_probabilities(predictor, digits, tmp_p
     np.testing.assert_allclose(predictor.read_pieces(digits[0]), reader, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["predict", "read_pieces"])
+@pytest.mark.parametrize("model", ["predict", "classify", "read_pieces"])
 @pytest.mark.parametrize("count", [1, 3, 17, 64, 65, 130])
 def test_any_number_of_digits_gets_its_own_rows_in_order(predictor, digits, count, model):
     """Batches are padded to compiled sizes and split at the largest: no row is lost, shifted or mixed up."""

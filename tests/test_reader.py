@@ -35,5 +35,5 @@ def test_the_reader_reads_candidates_cut_from_touching_test_digits_far_better_th
     assert {*range(10), NOT_A_DIGIT, SEVERAL_DIGITS} <= set(classes.tolist())
     predictor = app.extensions["predictor"]
     reader = np.mean(predictor.read_pieces(pictures).argmax(axis=1) == classes)
-    classifier = np.mean(predictor.predict(pictures).argmax(axis=1) == classes)
+    classifier = np.mean(predictor.classify(pictures).argmax(axis=1) == classes)
     assert reader >= 0.8 and reader >= classifier + 0.15, (reader, classifier)

@@ -22,13 +22,7 @@ REAL_STYLE = {
 }
 
 
-# Flagged 1s need a model trained on many hands (issue 37): the MNIST-only model reads them as 7.
-NOT_YET = {"a 1 with a long flag", "a flagged 1 in 16 px"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(
-    strict=True, reason="the MNIST-only model reads a flagged 1 as 7")) if name in NOT_YET else name
-    for name in REAL_STYLE])
+@pytest.mark.parametrize("name", REAL_STYLE)
 def test_a_digit_written_as_other_hands_write_it_is_read(client, name):
     digit, picture = REAL_STYLE[name]
     response = client.post("/recognize.json", data={"image": (io.BytesIO(encode(picture)), "digit.png")})

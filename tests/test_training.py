@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.predictor import Predictor
+from app.predictor import ModelError, Predictor, checked_card
 from scripts import evaluate, handwriting, handwriting_data, mnist_data, optdigits_data, pendigits_data
 from scripts import train as train_script
 from scripts.calibration import calibration_bins, error_of_bins, expected_calibration_error, softmax
@@ -106,15 +106,23 @@ def test_reader_only_retrains_the_reader_beside_the_same_classifier_and_updates_
     assert Predictor.load(output).read_pieces(np.zeros((2, 28, 28), dtype=np.uint8)).shape == (2, 12)
 
 
-def test_a_run_started_from_a_classifier_begins_with_its_weights(quick_run, tmp_path):
-    """--start-from: at a learning rate too small to move them, the new classifier's trained weights are those
-    of the one it started from (a network started at random shares none of them), and its card names it."""
+@pytest.fixture(scope="module")
+def started_run(quick_run, tmp_path_factory):
+    """scripts/train.py --quick --start-from the quick run's classifier, at a learning rate too small to move its
+    weights: (output, result)."""
     trained, first = quick_run
     assert first.returncode == 0, first.stderr[-3000:]
-    output = tmp_path / "model.h5"
+    output = tmp_path_factory.mktemp("started") / "model.h5"
     result = subprocess.run([sys.executable, "scripts/train.py", "--quick", "--start-from", str(trained),
                              "--learning-rate", "1e-9", "--reader-pictures", "200", "--output", str(output)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return output, result
+
+
+def test_a_run_started_from_a_classifier_begins_with_its_weights(quick_run, started_run):
+    """--start-from: the new classifier's trained weights are those of the one it started from (a network started
+    at random shares none of them), and its card names it."""
+    (trained, _), (output, result) = quick_run, started_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(output.with_name("model.json").read_text())["started_from"] == {
         "file": str(trained), "sha256": sha256_of(trained)}
@@ -123,6 +131,37 @@ def test_a_run_started_from_a_classifier_begins_with_its_weights(quick_run, tmp_
     assert len(before) == len(after) == 17  # five kernels, their normalisations' scales and shifts, dense's two
     for start, now in zip(before, after):
         np.testing.assert_allclose(now, start, atol=1e-5)
+
+
+def test_a_classifier_paired_with_a_network_of_many_hands_answers_with_the_mean_of_both(quick_run, started_run,
+                                                                                        mnist, tmp_path):
+    """--hands: the network is copied beside the classifier and named in the card with the pair's temperature and
+    threshold; the service's probabilities are the mean of the two networks' at that temperature; a network
+    that is not the card's stops start-up."""
+    (trained, first), (hands, second) = quick_run, started_run
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-3000:]
+    output = shutil.copytree(trained.parent, tmp_path / "models") / trained.name
+    before = json.loads(output.with_name("model.json").read_text())
+    result = subprocess.run([sys.executable, "scripts/train.py", "--quick", *MANY_HANDS, "--hands", str(hands),
+                             "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads(output.with_name("model.json").read_text())
+    assert card["hands"]["sha256"] == sha256_of(output.with_name("hands.h5")) == sha256_of(hands)
+    assert card["sha256"] == before["sha256"] and card["version"] != before["version"]
+    assert card["hands"]["classifier_alone"]["refusal"] == before["refusal"]["threshold"]
+    assert 0.5 <= card["refusal"]["threshold"] <= 1 and "mean of the two networks" in card["refusal"]["rule"]
+    digits = mnist.x_test[:300]
+    alone = [Predictor.load(path).predict(digits) for path in (trained, hands)]
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3  # two networks that answer differently
+    paired = Predictor.load(output)
+    mean = ((alone[0] + alone[1]) / 2) ** (1 / card["hands"]["temperature"])
+    np.testing.assert_allclose(paired.predict(digits), mean / mean.sum(axis=1, keepdims=True), atol=1e-6)
+    assert paired.refusal_threshold == card["refusal"]["threshold"]
+    np.testing.assert_allclose(paired.classify(digits), alone[0], atol=1e-6)  # /read.json's candidates: alone
+    assert paired.reading_threshold == before["refusal"]["threshold"]
+    output.with_name("hands.h5").write_bytes(hands.with_name("reader.h5").read_bytes())  # another network
+    with pytest.raises(ModelError, match="is not the network of many hands that .* describes"):
+        checked_card(output)
 
 
 def test_starting_from_a_missing_classifier_is_one_clear_line_and_exit_code_2(tmp_path):
@@ -302,7 +341,10 @@ def test_the_committed_card_describes_the_committed_model():
     assert card["calibration"]["test_ece_15_bins_after"] <= 0.01
     assert card["accuracy"]["test"] >= 0.996
     assert card["refusal"]["test"]["digits_read_right"] >= 0.996
-    assert card["refusal"]["test"]["not_a_digit_refused"] >= 0.95
+    assert card["by_source"]["test"]["strokes_and_symbols"]["refused"] >= 0.95  # letters, symbols, shapes
+    if card.get("hands"):
+        assert card["hands"]["sha256"] == sha256_of(ROOT / "model" / card["hands"]["file"])
+        assert card["hands"]["test"]["accuracy"] >= 0.996 and card["hands"]["test"]["ece_15_bins"] <= 0.01
 
 
 def test_the_committed_model_reads_996_percent_of_mnist_test_through_the_service_calibrated(client, mnist):
