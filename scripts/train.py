@@ -1,8 +1,9 @@
 """Train the digit CNN on many hands, then the reader from it; write model/model.h5, model/reader.h5, their card
 model/model.json and model/confusion.png.
 
-    python scripts/train.py                # the shipped models: about 50 minutes on 2 CPU cores
+    python scripts/train.py                # the classifier and the reader: about 50 minutes on 2 CPU cores
     python scripts/train.py --reader-only  # the reader alone, from the classifier in model/: about 15 minutes
+    python scripts/train.py --hands PATH   # pair the classifier in model/ with a network of many hands (hands.h5)
     python scripts/train.py --quick        # 2,000 MNIST digits, at most a few hundred of each other source, one epoch
 
 Data, model, train, calibrate, evaluate, write: in that order, top to bottom. The digits are MNIST's and, with

@@ -226,7 +226,7 @@ def test_a_worker_stuck_while_loading_the_model_is_replaced_after_the_timeout(tm
     check, and never again) holds each worker in its start-up. The master replaces such a worker after
     `timeout`, as it does a worker stuck in a request, rather than wait for it for ever."""
     model = tmp_path / "model.h5"
-    for name in ("model.json", "reader.h5"):
+    for name in ("model.json", "reader.h5", "hands.h5"):
         shutil.copy(ROOT / "model" / name, tmp_path / name)
     os.mkfifo(model)
     process = start(free_port(), MODEL_PATH=str(model), GUNICORN_CMD_ARGS="--timeout 5")

@@ -11,12 +11,13 @@ from tests.conftest import ROOT
 
 MODEL = ROOT / "model" / "model.h5"
 READER = ROOT / "model" / "reader.h5"
+HANDS = ROOT / "model" / "hands.h5"
 CARD = ROOT / "model" / "model.json"
 
 
 @pytest.fixture
 def model_copy(tmp_path):
-    for path in (MODEL, READER, CARD):
+    for path in (MODEL, READER, HANDS, CARD):
         shutil.copy(path, tmp_path / path.name)
     return tmp_path / "model.h5"
 
@@ -62,6 +63,18 @@ def test_a_reader_missing_or_not_the_one_the_card_describes_refuses_to_start(mod
         reader.unlink()
     else:
         reader.write_bytes(reader.read_bytes()[:-8] + b"\xff" * 8)
+    with pytest.raises(ModelError, match=message):
+        Predictor.load(model_copy)
+
+
+@pytest.mark.parametrize("damage, message", [("missing", "cannot read the network of many hands"),
+                                             ("changed", "is not the network of many hands that .* describes")])
+def test_a_network_of_many_hands_missing_or_not_the_cards_refuses_to_start(model_copy, damage, message):
+    hands = model_copy.with_name("hands.h5")
+    if damage == "missing":
+        hands.unlink()
+    else:
+        hands.write_bytes(READER.read_bytes())
     with pytest.raises(ModelError, match=message):
         Predictor.load(model_copy)
 
