@@ -9,13 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from app.predictor import BATCH_SIZES, Predictor, _architecture, _forward, _program
+from app.predictor import BATCH_SIZES, Predictor, _architecture, _forward, _predict, _program
 from app.preprocessing import frame_digits, to_model_input
 from scripts.mnist_data import load_mnist
 from tests.conftest import ROOT
 
 MODEL = ROOT / "model" / "model.h5"
 READER = ROOT / "model" / "reader.h5"
+HANDS = ROOT / "model" / "hands.h5"
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,14 @@ def test_the_service_runs_keras_on_jax(predictor):
     assert keras.backend.backend() == "jax"
 
 
-@pytest.mark.parametrize("path, model", [(MODEL, "predict"), (READER, "read_pieces")])
+@pytest.mark.parametrize("path, model", [(MODEL, "model"), (READER, "reader"), (HANDS, "hands")])
 def test_each_model_gives_what_keras_own_loader_gives(predictor, digits, path, model):
     """Predictor.load builds the models with zeros for initial values before reading their weights: any weight
     left unread would show here."""
     reference = keras.models.load_model(path, compile=False)
     pixels = to_model_input(digits[0])
-    np.testing.assert_allclose(getattr(predictor, model)(digits[0]), reference.predict_on_batch(pixels), atol=1e-6)
+    np.testing.assert_allclose(_predict(getattr(predictor, model), digits[0]), reference.predict_on_batch(pixels),
+                               atol=1e-6)
 
 
 def test_the_classifier_and_the_reader_share_one_compiled_program_and_other_networks_do_not(predictor):
@@ -47,6 +49,7 @@ def test_the_classifier_and_the_reader_share_one_compiled_program_and_other_netw
     each worker about 5 MB a size. A network that computes differently with weights of the same shapes gets
     its own."""
     assert _program(predictor.model.layers[0]) is _program(predictor.reader.layers[0])
+    assert _program(predictor.model.layers[0]) is _program(predictor.hands.layers[0])
     same = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same")])
     other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="valid")])
     assert _architecture(same) != _architecture(other)
