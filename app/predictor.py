@@ -48,7 +48,8 @@ class Predictor:
         self.version = card["version"]
         self.refusal_threshold = card["refusal"]["threshold"]
         # /read.json's candidates are read by the classifier alone, at its own threshold, as its rules were tuned
-        self.reading_threshold = card["hands"]["classifier_alone"]["refusal"] if hands else self.refusal_threshold
+        self.reading_threshold = (card["hands"]["classifier_alone"]["refusal"] if hands is not None
+                                  else self.refusal_threshold)
 
     @classmethod
     def load(cls, model_path):
@@ -140,6 +141,9 @@ def checked_card(model_path):
             raise ModelError(f"{path} is not the network of many hands that {card_path} describes: the two do not "
                              f"belong together; pair it again with scripts/train.py --hands")
         saved_configuration(path, io.BytesIO(hands))
+        if "temperature" not in card["hands"] or "refusal" not in card["hands"].get("classifier_alone", {}):
+            raise ModelError(f"{card_path} gives no temperature or no classifier's own threshold for the network "
+                             f"of many hands: pair it again with scripts/train.py --hands")
     return card
 
 

@@ -666,6 +666,10 @@ def main(argv=None):
         if path and not path.is_file():
             print(f"train.py: {flag} {path}: no such file (a model.h5 this script wrote)", file=sys.stderr)
             return 2
+    if args.hands and args.reader_only:
+        print("train.py: --hands and --reader-only each update the card of the classifier at --output: run them "
+              "one after the other", file=sys.stderr)
+        return 2
     if args.hands and not args.output.with_name("model.json").is_file():
         print(f"train.py: --hands pairs the classifier at --output, but there is no "
               f"{args.output.with_name('model.json')}", file=sys.stderr)
