@@ -121,30 +121,28 @@ def checked_card(model_path):
     if not isinstance(card.get("reader"), dict) or "file" not in card["reader"]:
         raise ModelError(f"{card_path} names no reader: the model predates it; regenerate both with scripts/train.py")
     saved_configuration(model_path, io.BytesIO(weights))
-    path = reader_path(model_path, card)
-    try:
-        reader = path.read_bytes()
-    except OSError as error:
-        raise ModelError(f"cannot read the reader: {error}; run scripts/train.py --reader-only")
-    if hashlib.sha256(reader).hexdigest() != card["reader"].get("sha256"):
-        raise ModelError(f"{path} is not the reader that {card_path} describes: the two do not belong "
-                         f"together; regenerate the reader with scripts/train.py --reader-only")
-    saved_configuration(path, io.BytesIO(reader))
+    _check_network(reader_path(model_path, card), card["reader"].get("sha256"), card_path, "the reader",
+                   "regenerate it with scripts/train.py --reader-only")
     if card.get("hands"):
-        path = Path(model_path).with_name(Path(str(card["hands"].get("file"))).name)
-        try:
-            hands = path.read_bytes()
-        except OSError as error:
-            raise ModelError(f"cannot read the network of many hands: {error}; pair it again with "
-                             f"scripts/train.py --hands")
-        if hashlib.sha256(hands).hexdigest() != card["hands"].get("sha256"):
-            raise ModelError(f"{path} is not the network of many hands that {card_path} describes: the two do not "
-                             f"belong together; pair it again with scripts/train.py --hands")
-        saved_configuration(path, io.BytesIO(hands))
+        _check_network(Path(model_path).with_name(Path(str(card["hands"].get("file"))).name),
+                       card["hands"].get("sha256"), card_path, "the network of many hands",
+                       "pair it again with scripts/train.py --hands")
         if "temperature" not in card["hands"] or "refusal" not in card["hands"].get("classifier_alone", {}):
             raise ModelError(f"{card_path} gives no temperature or no classifier's own threshold for the network "
                              f"of many hands: pair it again with scripts/train.py --hands")
     return card
+
+
+def _check_network(path, sha256, card_path, what, remedy):
+    """That the network beside the classifier at `path` can be read, is the one the card describes by `sha256`
+    and holds a saved Sequential; else the ModelError that says so and what to do (`remedy`)."""
+    try:
+        contents = path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"cannot read {what}: {error}; {remedy}")
+    if hashlib.sha256(contents).hexdigest() != sha256:
+        raise ModelError(f"{path} is not {what} that {card_path} describes: the two do not belong together; {remedy}")
+    saved_configuration(path, io.BytesIO(contents))
 
 
 def checked_lines_card(model_path):

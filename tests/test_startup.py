@@ -55,26 +55,16 @@ def test_a_card_without_its_refusal_threshold_or_its_reader_refuses_to_start(mod
         Predictor.load(model_copy)
 
 
-@pytest.mark.parametrize("damage, message", [("missing", "cannot read the reader"),
-                                             ("changed", "is not the reader that .* describes")])
-def test_a_reader_missing_or_not_the_one_the_card_describes_refuses_to_start(model_copy, damage, message):
-    reader = model_copy.with_name("reader.h5")
+@pytest.mark.parametrize("file, what", [("reader.h5", "the reader"), ("hands.h5", "the network of many hands")])
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_network_beside_the_classifier_missing_or_not_the_cards_refuses_to_start(model_copy, file, what, damage):
+    network = model_copy.with_name(file)
     if damage == "missing":
-        reader.unlink()
+        network.unlink()
+        message = f"cannot read {what}"
     else:
-        reader.write_bytes(reader.read_bytes()[:-8] + b"\xff" * 8)
-    with pytest.raises(ModelError, match=message):
-        Predictor.load(model_copy)
-
-
-@pytest.mark.parametrize("damage, message", [("missing", "cannot read the network of many hands"),
-                                             ("changed", "is not the network of many hands that .* describes")])
-def test_a_network_of_many_hands_missing_or_not_the_cards_refuses_to_start(model_copy, damage, message):
-    hands = model_copy.with_name("hands.h5")
-    if damage == "missing":
-        hands.unlink()
-    else:
-        hands.write_bytes(READER.read_bytes())
+        network.write_bytes(network.read_bytes()[:-8] + b"\xff" * 8)
+        message = f"is not {what} that .* describes"
     with pytest.raises(ModelError, match=message):
         Predictor.load(model_copy)
 
